@@ -1,0 +1,225 @@
+"""Text -> character ids -> train/val/test splits -> minibatches.
+
+    text = read_text(path)                      # strict UTF-8; the error names the byte offset
+    text = preprocess(text, letters_only=True)  # d2l's read_time_machine, on request
+    vocab = Vocab.from_text(text)               # sorted unique characters; travels in checkpoints
+    ids = vocab.encode(text)                    # numpy array, smallest unsigned dtype that fits
+    train, val, test = split(ids, 0.1, 0.0)     # contiguous, nanoGPT's 90/10 by default
+
+Minibatches follow d2l section 8.3's two schemes. Both return (X, Y) LongTensors of shape (B, T) with
+Y = X shifted one character ahead.
+
+random: the corpus is cut into non-overlapping windows of T characters starting at a random offset
+in [0, T); the windows are shuffled and taken B at a time. Neighbouring batches are unrelated text, so
+the hidden state must be reset for every batch.
+
+sequential: the corpus (from a random offset in [0, T]) is laid out as B contiguous streams, one per
+batch row, and each batch is the next T columns:
+
+    row 0: | batch 0 | batch 1 | batch 2 | ...     each row is one stream of text;
+    row 1: | batch 0 | batch 1 | batch 2 | ...     batch k+1 continues batch k in every row,
+    ...                                            so state can be carried (and detached)
+
+An epoch's plan is a pure function of (seed, epoch), so a resumed run sees exactly the batches the
+uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from charrnn.errors import CharRNNError
+
+
+def read_text(path: str | Path, encoding_errors: str = "strict") -> str:
+    """Decode a file as UTF-8; invalid bytes are an error naming the offset unless errors='replace'."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise CharRNNError(f"file not found: {p}") from None
+    except IsADirectoryError:
+        raise CharRNNError(f"{p} is a directory, not a text file") from None
+    except OSError as e:
+        raise CharRNNError(f"cannot read {p}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8", errors=encoding_errors)
+    except UnicodeDecodeError as e:
+        bad = raw[e.start : e.start + 1].hex()
+        raise CharRNNError(
+            f"{p} is not valid UTF-8: byte 0x{bad} at offset {e.start} "
+            "(fix the file, or pass --encoding-errors replace to replace invalid bytes with U+FFFD)"
+        ) from None
+    return text.removeprefix("\ufeff")  # a byte-order mark is not part of the text
+
+
+_NON_LETTERS = re.compile(r"[\W\d_]+")  # any run of characters that are not letters (any script)
+
+
+def preprocess(text: str, lowercase: bool = False, letters_only: bool = False, max_chars: int = 0) -> str:
+    """d2l's preprocessing, on request.
+
+    letters_only follows d2l's read_time_machine: in each line every run of non-letters becomes one
+    space, the line is stripped and lower-cased, and the lines are concatenated as d2l's corpus does
+    (with nothing between them). Letters of any script count, so Chinese text survives it.
+    max_chars keeps the first N characters (d2l's max_tokens)."""
+    if letters_only:
+        text = "".join(_NON_LETTERS.sub(" ", line).strip().lower() for line in text.splitlines())
+    elif lowercase:
+        text = text.lower()
+    if max_chars > 0:
+        text = text[:max_chars]
+    return text
+
+
+def _smallest_uint(n: int) -> np.dtype:
+    if n <= 1 << 8:
+        return np.dtype(np.uint8)
+    if n <= 1 << 16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint32)
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """The sorted unique characters of a corpus; id i is chars[i]."""
+
+    chars: tuple[str, ...]
+
+    @classmethod
+    def from_text(cls, text: str) -> "Vocab":
+        if not text:
+            raise CharRNNError("the corpus is empty (after preprocessing)")
+        points = np.unique(_code_points(text))  # sorted, so ids follow code-point order
+        return cls(tuple(chr(c) for c in points.tolist()))
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return _smallest_uint(len(self.chars))
+
+    def index(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.chars)}
+
+    def unknown(self, text: str) -> list[str]:
+        """Characters of `text` that are not in the vocabulary, in order of first appearance."""
+        known = set(self.chars)
+        return list(dict.fromkeys(c for c in text if c not in known))
+
+    def encode(self, text: str) -> np.ndarray:
+        """Text -> ids (1-D array of the smallest unsigned dtype that holds len(vocab) ids)."""
+        points = _code_points(text)
+        table = np.array([ord(c) for c in self.chars], dtype=np.uint32)
+        ids = np.searchsorted(table, points)
+        ids_clipped = np.minimum(ids, len(table) - 1)
+        bad = table[ids_clipped] != points
+        if bad.any():
+            missing = self.unknown(text)
+            shown = ", ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise CharRNNError(f"the text has {len(missing)} character(s) not in the model's vocabulary: {shown}")
+        return ids.astype(self.dtype)
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+def split(ids: np.ndarray, val_frac: float, test_frac: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Contiguous train / val / test slices, in that order (views, no copy)."""
+    n = len(ids)
+    n_val, n_test = int(n * val_frac), int(n * test_frac)
+    n_train = n - n_val - n_test
+    return ids[:n_train], ids[n_train : n_train + n_val], ids[n_train + n_val :]
+
+
+class Batches:
+    """d2l's random and sequential minibatch schemes over one split, epoch by epoch.
+
+    `epoch(e)` returns that epoch's plan, deterministic given (seed, e); `batch(plan, k)` materialises
+    batch k as (X, Y) LongTensors (B, T). Only full batches are produced, so every step scores exactly
+    B*T characters."""
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, sampling: str, seed: int):
+        self.ids = torch.from_numpy(np.asarray(ids))
+        self.B, self.T, self.sampling, self.seed = batch_size, seq_len, sampling, seed
+        n, B, T = len(ids), batch_size, seq_len
+        # the worst-case offset is T, and one more character is needed for the last target
+        need = B * T + T + 1
+        if n < need:
+            raise CharRNNError(
+                f"the training text has {n:,} characters, but one batch of --batch-size {B} x --seq-len {T} "
+                f"needs at least {need:,}; use a longer corpus or smaller --batch-size / --seq-len"
+            )
+
+    def _generator(self, epoch: int) -> torch.Generator:
+        g = torch.Generator()
+        g.manual_seed((self.seed * 1_000_003 + epoch) % (2**63))
+        return g
+
+    def epoch(self, epoch: int) -> dict:
+        """The plan of one epoch: its offset, and for random sampling the shuffled window starts."""
+        g = self._generator(epoch)
+        n, B, T = len(self.ids), self.B, self.T
+        if self.sampling == "random":
+            offset = int(torch.randint(0, T, (1,), generator=g))
+            windows = (n - offset - 1) // T
+            starts = offset + T * torch.randperm(windows, generator=g)
+            return {"offset": offset, "starts": starts, "num_batches": windows // B}
+        offset = int(torch.randint(0, T + 1, (1,), generator=g))
+        stream_len = (n - offset - 1) // B  # characters per row
+        return {"offset": offset, "stream_len": stream_len, "num_batches": stream_len // T}
+
+    def batch(self, plan: dict, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        B, T = self.B, self.T
+        if self.sampling == "random":
+            starts = plan["starts"][k * B : (k + 1) * B]  # (B,)
+            idx = starts[:, None] + torch.arange(T + 1)  # (B, T+1)
+        else:
+            rows = plan["offset"] + plan["stream_len"] * torch.arange(B)  # start of each stream
+            idx = rows[:, None] + (k * T + torch.arange(T + 1))  # (B, T+1)
+        xy = self.ids[idx].long()
+        return xy[:, :-1], xy[:, 1:]
+
+
+def stream_layout(n_targets: int, streams: int) -> tuple[int, int]:
+    """How many rows and columns lay out n_targets characters as contiguous evaluation streams."""
+    rows = max(1, min(streams, n_targets))
+    return rows, math.ceil(n_targets / rows)
+
+
+@dataclass
+class Corpus:
+    """A corpus ready for training: its name and file, vocabulary and the three encoded splits."""
+
+    name: str
+    path: str
+    vocab: Vocab
+    train: Any
+    val: Any
+    test: Any
+
+
+def prepare_corpus(cfg, vocab: Vocab | None = None, notice: Callable[[str], None] | None = None) -> Corpus:
+    """Resolve (download if needed), read, preprocess, encode and split the corpus of a TrainConfig.
+    With `vocab` given (a checkpoint's), encode with it instead of building a new one."""
+    from charrnn import corpora
+
+    name, path = corpora.resolve_corpus(cfg.corpus, corpora.data_dir(cfg.data_dir), cfg.mirror, notice=notice)
+    text = preprocess(read_text(path, cfg.encoding_errors), cfg.lowercase, cfg.letters_only, cfg.max_chars)
+    if len(text) < 2:
+        raise CharRNNError(f"corpus {name} has {len(text)} character(s) after preprocessing; a language model needs at least 2")
+    vocab = vocab or Vocab.from_text(text)
+    train_ids, val_ids, test_ids = split(vocab.encode(text), cfg.val_frac, cfg.test_frac)
+    return Corpus(name, str(path), vocab, train_ids, val_ids, test_ids)

@@ -1,0 +1,120 @@
+"""Rich rendering of training events for the terminal (the engine itself never prints).
+
+`TrainDisplay` is the `on_event` callback of `charrnn.train.train`: a progress bar with step, epoch,
+loss, bpc, chars/s and ETA; a table row per evaluation; now and then a short sample from a fixed prefix.
+Everything goes to stderr, so stdout stays free for `--json`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from charrnn.train import Event
+
+
+def _fmt(x, digits=4) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+class TrainDisplay:
+    def __init__(self, console: Console, quiet: bool = False):
+        self.console = console
+        self.quiet = quiet
+        self.progress: Progress | None = None
+        self.task = None
+        self.header_printed = False
+        self.total = None
+        self.minutes = None
+        self.start_step = 0
+
+    def __call__(self, event: Event) -> None:
+        handler = getattr(self, f"on_{event.kind}", None)
+        if handler is not None:
+            handler(event.data)
+
+    # messages that matter even with --quiet
+    def on_notice(self, d):
+        self.console.print(f"[cyan]note:[/] {escape(d['message'])}")
+
+    def on_warning(self, d):
+        self.console.print(f"[yellow]warning:[/] {escape(d['message'])}")
+
+    def on_start(self, d):
+        self.total, self.minutes, self.start_step = d["total_steps"], d["minutes"], d["step"]
+        if self.quiet:
+            return
+        verb = "resuming" if d["resumed"] else "training"
+        self.console.print(
+            f"[bold]{verb}[/] {d['model']} ({d['impl']}, {d['params']:,} parameters) on [bold]{escape(d['corpus'])}[/] "
+            f"({d['train_chars']:,} train / {d['val_chars']:,} val chars, vocab {d['vocab_size']}) "
+            f"on {d['device']}; state {d['state_policy']}; {d['steps_per_epoch']:,} steps per epoch -> {escape(d['run_dir'])}"
+        )
+        self.progress = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        # under --minutes alone the bar measures time (per mille of the budget), else steps
+        total = self.total if self.total else 1000
+        self.task = self.progress.add_task("train", total=total, completed=self._completed(d["step"], 0.0), info="")
+        self.progress.start()
+
+    def _completed(self, step: int, progress: float) -> float:
+        if self.total:
+            return min(step, self.total) if not self.minutes else max(step, progress * self.total)
+        return progress * 1000
+
+    def on_log(self, d):
+        if self.progress is None:
+            return
+        info = (f"step {d['step']:,} ep {d['epoch'] + 1} loss {_fmt(d['train_loss'])} bpc {_fmt(d['bpc'], 3)} "
+                f"{d['chars_per_sec']:,.0f} ch/s")
+        self.progress.update(self.task, completed=self._completed(d["step"], d.get("progress", 0.0)), info=info)
+
+    def on_eval(self, d):
+        if self.quiet:
+            return
+        if not self.header_printed:
+            self.console.print(f"[bold]{'step':>8} {'epoch':>6} {'train loss':>10} {'val loss':>9} {'val bpc':>8} {'val ppl':>8} {'time':>7}[/]")
+            self.header_printed = True
+        self.console.print(
+            f"{d['step']:>8,} {d['epoch'] + 1:>6} {_fmt(d.get('train_loss')):>10} {_fmt(d.get('val_loss')):>9} "
+            f"{_fmt(d.get('bpc'), 3):>8} {_fmt(d.get('perplexity'), 2):>8} {d['time']:>6.1f}s"
+        )
+
+    def on_sample(self, d):
+        if self.quiet:
+            return
+        text = d["text"].replace("\n", "\u23ce ")
+        self.console.print(f"  [dim]sample:[/] [green]{escape(text)}[/]")
+
+    def on_checkpoint(self, d):
+        self.stop()
+        if d.get("interrupted"):
+            self.console.print(f"stopped at step {d['step']:,}; saved {escape(d['path'])}")
+
+    def on_end(self, d):
+        self.stop()
+        if self.quiet:
+            return
+        parts = [f"{d['steps']:,} steps", f"{d['seconds']:.1f}s"]
+        if d.get("train_loss") is not None:
+            parts.append(f"train loss {_fmt(d['train_loss'])} (ppl {_fmt(d.get('train_perplexity'), 3)})")
+        if d.get("val_loss") is not None:
+            parts.append(f"val loss {_fmt(d['val_loss'])} nats, {_fmt(d['val_bpc'], 3)} bpc, ppl {_fmt(d['val_perplexity'], 3)}")
+        self.console.print("[bold]done:[/] " + ", ".join(parts))
+        self.console.print(f"checkpoint: {escape(d['checkpoint'])}   sample it: charrnn sample {escape(d['run_dir'])}")
+
+    def stop(self):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
