@@ -1,0 +1,46 @@
+"""Fixtures shared by the test suite.
+
+Tests never touch the internet. Every test runs with its own empty data directory ($CHARRNN_DATA) and a
+local corpus mirror ($CHARRNN_MIRROR): the shared copies in ../shared/corpora when they exist, otherwise a
+directory that does not exist, so a default corpus falls back to pystdlib instead of going online. Any
+urllib request to a host other than 127.0.0.1/localhost fails the test.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+# Exact copies of the public corpora, kept outside the repository (never copy them into it).
+SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+
+
+@pytest.fixture
+def shared_corpora() -> Path:
+    """The folder holding timemachine.txt and tinyshakespeare.txt; the test is skipped without it."""
+    if not all((SHARED_CORPORA / f"{n}.txt").is_file() for n in ("timemachine", "tinyshakespeare")):
+        pytest.skip(f"the corpus mirror {SHARED_CORPORA} (timemachine.txt, tinyshakespeare.txt) is absent")
+    return SHARED_CORPORA
+
+
+@pytest.fixture(autouse=True)
+def _offline_corpora(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("CHARRNN_DATA", str(tmp_path_factory.mktemp("data")))
+    mirror = SHARED_CORPORA if SHARED_CORPORA.is_dir() else tmp_path_factory.mktemp("nomirror") / "absent"
+    monkeypatch.setenv("CHARRNN_MIRROR", mirror.as_uri())
+    # A local test server must not be routed through a proxy from the environment.
+    monkeypatch.setenv("no_proxy", "*")
+
+    real_urlopen = urllib.request.urlopen
+
+    def local_only(url, *args, **kwargs):
+        full = url.full_url if isinstance(url, urllib.request.Request) else url
+        host = urllib.parse.urlparse(full).hostname
+        if host not in ("127.0.0.1", "localhost", None):
+            raise AssertionError(f"a test tried to reach the internet: {full}")
+        return real_urlopen(url, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", local_only)
