@@ -7,17 +7,40 @@ and exits with its code (2 for bad input, 1 for a failed check). CHARRNN_DEBUG=1
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from charrnn import __version__
 from charrnn.errors import CharRNNError
 
+def _debug() -> bool:
+    return os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
+
+
+class _Group(TyperGroup):
+    """Turns the engine's CharRNNError into one line on stderr and its exit code, inside the app, so
+    that `charrnn ...`, `python -m charrnn` and typer's CliRunner all behave the same."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CharRNNError as e:
+            if _debug():
+                raise
+            print(f"charrnn: error: {e}", file=sys.stderr)
+            ctx.exit(e.exit_code)
+
+
 app = typer.Typer(
     name="charrnn",
+    cls=_Group,
     help="Train and sample character-level RNN, GRU and LSTM language models.",
     add_completion=False,
     no_args_is_help=True,
@@ -94,35 +117,215 @@ def download(
         console.print(table)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script: run the app, turn CharRNNError into one line and an exit code."""
-    debug = os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
-    try:
-        app(args=argv, prog_name="charrnn", standalone_mode=False)
-    except CharRNNError as e:
-        if debug:
-            raise
-        print(f"charrnn: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print("charrnn: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as e:  # click's usage errors and anything unexpected
-        import click
+# --------------------------------------------------------------------------------------------- train
 
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        if isinstance(e, click.ClickException):
-            if debug:
-                raise
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            print("charrnn: aborted", file=sys.stderr)
-            sys.exit(1)
-        if debug:
+_TRAIN_HELP = """Train a character-level RNN / GRU / LSTM.
+
+Bare `charrnn train` trains an LSTM on the Time Machine (downloaded when needed; without network it
+falls back to the Python standard library's source). Options come from, in rising priority: --preset,
+--config FILE.yaml (same keys as the flags, with underscores), the flags. Ctrl-C saves last.pt; continue
+with --resume RUN_DIR."""
+
+
+@app.command(help=_TRAIN_HELP)
+def train(
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Catalog name (timemachine, tinyshakespeare, pystdlib) or a UTF-8 file.", rich_help_panel="Data"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same keys as the flags.", rich_help_panel="Run"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="A recipe shipped with charrnn (see --list-presets).", rich_help_panel="Run"),
+    list_presets: bool = typer.Option(False, "--list-presets", help="List the presets and exit.", rich_help_panel="Run"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run in this directory (or .pt) where it stopped.", rich_help_panel="Run"),
+    out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory [default: runs/<corpus>-<model>].", rich_help_panel="Run"),
+    model: Optional[str] = typer.Option(None, "--model", help="rnn | gru | lstm  [default: lstm]", rich_help_panel="Model"),
+    impl: Optional[str] = typer.Option(None, "--impl", help="torch (fused) | scratch (hand-written BPTT)  [default: torch]", rich_help_panel="Model"),
+    hidden: Optional[int] = typer.Option(None, "--hidden", help="Hidden units per layer  [default: 512]", rich_help_panel="Model"),
+    layers: Optional[int] = typer.Option(None, "--layers", help="Recurrent layers  [default: 1]", rich_help_panel="Model"),
+    embed: Optional[int] = typer.Option(None, "--embed", help="Embedding width; 0 = one-hot input as d2l  [default: 0]", rich_help_panel="Model"),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout between layers and before the output  [default: 0]", rich_help_panel="Model"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where corpora live (also CHARRNN_DATA)  [default: ./corpora]", rich_help_panel="Data"),
+    mirror: Optional[str] = typer.Option(None, "--mirror", help="Download corpora from BASE/<name>.txt (also CHARRNN_MIRROR).", rich_help_panel="Data"),
+    lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Lower-case the text.", rich_help_panel="Data"),
+    letters_only: Optional[bool] = typer.Option(None, "--letters-only/--no-letters-only", help="d2l's preprocessing: runs of non-letters -> one space, lower-case.", rich_help_panel="Data"),
+    max_chars: Optional[int] = typer.Option(None, "--max-chars", help="Keep the first N characters (d2l's max_tokens); 0 = all.", rich_help_panel="Data"),
+    encoding_errors: Optional[str] = typer.Option(None, "--encoding-errors", help="strict | replace  [default: strict]", rich_help_panel="Data"),
+    val_frac: Optional[float] = typer.Option(None, "--val-frac", help="Validation fraction (the end of the text)  [default: 0.1]", rich_help_panel="Data"),
+    test_frac: Optional[float] = typer.Option(None, "--test-frac", help="Test fraction (after val)  [default: 0]", rich_help_panel="Data"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per batch  [default: 32]", rich_help_panel="Batches"),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Characters per sequence (BPTT length)  [default: 64]", rich_help_panel="Batches"),
+    sampling: Optional[str] = typer.Option(None, "--sampling", help="random | sequential (d2l 8.3)  [default: sequential]", rich_help_panel="Batches"),
+    state: Optional[str] = typer.Option(None, "--state", help="auto | reset | carry; auto: reset for random, carry for sequential", rich_help_panel="Batches"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam | adamw | sgd  [default: adam]", rich_help_panel="Optimisation"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate  [default: 0.002]", rich_help_panel="Optimisation"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay  [default: 0]", rich_help_panel="Optimisation"),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="constant | cosine (over the whole budget)  [default: constant]", rich_help_panel="Optimisation"),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps  [default: 0]", rich_help_panel="Optimisation"),
+    min_lr_frac: Optional[float] = typer.Option(None, "--min-lr-frac", help="Cosine ends at lr x this  [default: 0.1]", rich_help_panel="Optimisation"),
+    clip: Optional[float] = typer.Option(None, "--clip", help="Clip the global gradient norm; 0 = off  [default: 1.0]", rich_help_panel="Optimisation"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Budget in epochs (10 when no budget is given).", rich_help_panel="Budget"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Budget in optimizer steps.", rich_help_panel="Budget"),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Budget in wall-clock minutes (whichever budget ends first).", rich_help_panel="Budget"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps  [default: auto]", rich_help_panel="Machine"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed; CPU runs are reproducible bit for bit  [default: 1337]", rich_help_panel="Machine"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads; 0 = torch's default.", rich_help_panel="Machine"),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast.", rich_help_panel="Machine"),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model.", rich_help_panel="Machine"),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate and checkpoint every N steps  [default: 200]", rich_help_panel="Reporting"),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Log every N steps  [default: 20]", rich_help_panel="Reporting"),
+    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Print a sample every N evaluations; 0 = never  [default: 2]", rich_help_panel="Reporting"),
+    sample_prefix: Optional[str] = typer.Option(None, "--sample-prefix", help="Prefix of those samples [default: the text's first 16 characters].", rich_help_panel="Reporting"),
+    sample_length: Optional[int] = typer.Option(None, "--sample-length", help="Characters per sample  [default: 100]", rich_help_panel="Reporting"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors.", rich_help_panel="Reporting"),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end.", rich_help_panel="Reporting"),
+):
+    from charrnn.config import load_preset, load_yaml, preset_names
+    from charrnn.display import TrainDisplay
+    from charrnn.train import train as run_training
+
+    if list_presets:
+        for name in preset_names():
+            out.print(name)
+        return
+    flags = {k: v for k, v in locals().items() if k in _TRAIN_FLAG_KEYS and v is not None}
+    flags = {_FLAG_RENAMES.get(k, k): v for k, v in flags.items()}
+    options: dict = {}
+    if preset:
+        options.update(load_preset(preset))
+    if config:
+        options.update(load_yaml(config))
+    options.update(flags)
+    display = TrainDisplay(console, quiet=quiet)
+    summary = run_training(options, resume=resume, on_event=display)
+    if json_out:
+        print(json.dumps(summary))
+    if summary["interrupted"]:
+        console.print(f"resume with: charrnn train --resume {summary['run_dir']}")
+        raise typer.Exit(130)
+
+
+_FLAG_RENAMES = {"out_dir": "out", "compile_": "compile"}
+_TRAIN_FLAG_KEYS = {
+    "corpus", "out_dir", "model", "impl", "hidden", "layers", "embed", "dropout", "data_dir", "mirror", "lowercase",
+    "letters_only", "max_chars", "encoding_errors", "val_frac", "test_frac", "batch_size", "seq_len", "sampling",
+    "state", "optimizer", "lr", "weight_decay", "schedule", "warmup", "min_lr_frac", "clip", "epochs", "max_steps",
+    "minutes", "device", "seed", "threads", "amp", "compile_", "eval_every", "log_every", "sample_every",
+    "sample_prefix", "sample_length",
+}
+
+
+# -------------------------------------------------------------------------------------------- sample
+
+
+@app.command()
+def sample(
+    ckpt: str = typer.Argument(..., metavar="CKPT", help="A run directory (its best.pt, else last.pt) or a .pt file."),
+    prefix: str = typer.Option("", "--prefix", "-p", help="Text that warms the state up; generation continues it."),
+    length: int = typer.Option(500, "--length", "-n", min=0, help="Characters to generate."),
+    temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0, help="0 = greedy; <1 safer, >1 wilder."),
+    top_k: int = typer.Option(0, "--top-k", min=0, help="Sample among the k most likely characters; 0 = all."),
+    top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0, help="Nucleus sampling: the smallest set with probability >= p."),
+    num_samples: int = typer.Option(1, "--num-samples", min=1, help="Independent samples, generated together as one batch."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Same seed, same text  [default: random]"),
+    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda | mps"),
+    impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch or scratch layers."),
+    json_out: bool = typer.Option(False, "--json", help="Print {prefix, samples, seed, ...} as JSON instead of streaming."),
+):
+    """Generate text from a checkpoint, continuing --prefix."""
+    import torch
+
+    from charrnn.checkpoint import load_model
+    from charrnn.data import Vocab
+    from charrnn.sample import generate
+    from charrnn.train import resolve_device
+
+    model, meta = load_model(ckpt, resolve_device(device), impl=impl)
+    vocab = Vocab(tuple(meta["vocab"]))
+    pre = meta.get("preprocessing") or {}
+    if pre.get("lowercase") or pre.get("letters_only"):
+        prefix = prefix.lower()  # the model only ever saw lower-case text
+    if seed is None:
+        seed = int(torch.seed() % (2**31))
+    g = torch.Generator().manual_seed(seed)
+    steps = generate(model, vocab, prefix, length, temperature, top_k, top_p, num_samples, generator=g)
+    if json_out or num_samples > 1:
+        texts = [prefix] * num_samples
+        for chars in steps:
+            texts = [t + c for t, c in zip(texts, chars)]
+        if json_out:
+            print(json.dumps({"checkpoint": meta["path"], "prefix": prefix, "length": length, "temperature": temperature,
+                              "top_k": top_k, "top_p": top_p, "seed": seed, "samples": texts}, ensure_ascii=False))
+        else:
+            for i, t in enumerate(texts):
+                console.print(f"[dim]--- sample {i + 1}/{num_samples} (seed {seed})[/]")
+                sys.stdout.write(t + "\n")
+                sys.stdout.flush()
+        return
+    sys.stdout.write(prefix)
+    sys.stdout.flush()
+    for chars in steps:
+        sys.stdout.write(chars[0])
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+# ---------------------------------------------------------------------------------------------- eval
+
+
+@app.command("eval")
+def eval_(
+    ckpt: str = typer.Argument(..., metavar="CKPT", help="A run directory or a .pt file."),
+    text: Optional[Path] = typer.Option(None, "--text", help="Score this UTF-8 file (preprocessed as in training)."),
+    split_name: Optional[str] = typer.Option(None, "--split", help="train | val | test of the training corpus  [default: val]"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
+    impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch or scratch layers."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
+    json_out: bool = typer.Option(False, "--json", help="Print {loss, bpc, perplexity, chars, ...} as JSON."),
+):
+    """Per-character loss, bits per character and perplexity of a checkpoint on a text."""
+    from charrnn.evaluate import evaluate_text
+
+    if text is not None and split_name is not None:
+        raise CharRNNError("give either --text or --split, not both")
+    result = evaluate_text(ckpt, text=text, split=split_name or ("val" if text is None else None), device=device,
+                           impl=impl, data_dir=data_dir)
+    if json_out:
+        print(json.dumps(result))
+        return
+    out.print(f"{result['source']}: loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
+              f"perplexity {result['perplexity']:.3f} over {result['chars']:,} characters")
+
+
+# ---------------------------------------------------------------------------------------------- info
+
+
+@app.command()
+def info(
+    ckpt: str = typer.Argument(..., metavar="CKPT", help="A run directory or a .pt file."),
+    json_out: bool = typer.Option(False, "--json", help="Print everything as JSON."),
+):
+    """What a checkpoint holds: config, vocabulary, parameter count, steps, best validation loss."""
+    from charrnn.checkpoint import describe
+
+    d = describe(ckpt)
+    if json_out:
+        print(json.dumps(d, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None, pad_edge=False)
+    for key, value in d.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        t.add_row(f"[bold]{key}[/]", str(value))
+    out.print(t)
+
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script. Click reports usage errors itself (exit 2), the app turns
+    CharRNNError into one line; anything unexpected also becomes one line (CHARRNN_DEBUG=1: traceback)."""
+    try:
+        app(args=argv, prog_name="charrnn")
+    except Exception as e:
+        if _debug():
             raise
         print(f"charrnn: internal error: {type(e).__name__}: {e} (set CHARRNN_DEBUG=1 for the traceback)", file=sys.stderr)
         sys.exit(1)
