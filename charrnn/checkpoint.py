@@ -12,9 +12,7 @@ info, gradcheck and diagnose alike.
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +72,15 @@ def load_checkpoint(target: str | Path, prefer: str = "best") -> dict[str, Any]:
     that is not a readable charrnn checkpoint of a format this version understands."""
     path = checkpoint_path(target, prefer)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CharRNNError(f"{path} is not a readable charrnn checkpoint (corrupt, truncated or another format): {first[:160]}") from None
+        with open(path, "rb") as f:
+            f.read(1)
     except OSError as e:
         raise CharRNNError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated, not a torch file, or an object weights_only refuses
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CharRNNError(f"{path} is not a readable charrnn checkpoint (corrupt, truncated or another format): {first[:160]}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CharRNNError(f"{path} is not a charrnn checkpoint")
     version = ckpt.get("format_version")

@@ -149,11 +149,16 @@ class Batches:
 
     `epoch(e)` returns that epoch's plan, deterministic given (seed, e); `batch(plan, k)` materialises
     batch k as (X, Y) LongTensors (B, T). Only full batches are produced, so every step scores exactly
-    B*T characters."""
+    B*T characters. `ids` may be any 1-D integer array, a read-only memmap included: each batch gathers
+    only its own B*(T+1) characters with numpy. With pin_memory the batch lands in page-locked memory,
+    so that `.to("cuda", non_blocking=True)` overlaps the copy with compute."""
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, sampling: str, seed: int):
-        self.ids = torch.from_numpy(np.asarray(ids))
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, sampling: str, seed: int,
+                 pin_memory: bool = False):
+        self.ids = np.asarray(ids)
         self.B, self.T, self.sampling, self.seed = batch_size, seq_len, sampling, seed
+        self.pin_memory = pin_memory
+        self._rows, self._cols = np.arange(batch_size), np.arange(seq_len + 1)
         n, B, T = len(ids), batch_size, seq_len
         # the worst-case offset is T, and one more character is needed for the last target
         need = B * T + T + 1
@@ -184,12 +189,12 @@ class Batches:
     def batch(self, plan: dict, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         B, T = self.B, self.T
         if self.sampling == "random":
-            starts = plan["starts"][k * B : (k + 1) * B]  # (B,)
-            idx = starts[:, None] + torch.arange(T + 1)  # (B, T+1)
+            starts = plan["starts"][k * B : (k + 1) * B].numpy()  # (B,)
         else:
-            rows = plan["offset"] + plan["stream_len"] * torch.arange(B)  # start of each stream
-            idx = rows[:, None] + (k * T + torch.arange(T + 1))  # (B, T+1)
-        xy = self.ids[idx].long()
+            starts = plan["offset"] + plan["stream_len"] * self._rows + k * T  # (B,) batch k of each stream
+        xy = torch.from_numpy(self.ids[starts[:, None] + self._cols].astype(np.int64))  # (B, T+1)
+        if self.pin_memory:
+            xy = xy.pin_memory()
         return xy[:, :-1], xy[:, 1:]
 
 
@@ -213,13 +218,21 @@ class Corpus:
 
 def prepare_corpus(cfg, vocab: Vocab | None = None, notice: Callable[[str], None] | None = None) -> Corpus:
     """Resolve (download if needed), read, preprocess, encode and split the corpus of a TrainConfig.
-    With `vocab` given (a checkpoint's), encode with it instead of building a new one."""
-    from charrnn import corpora
+    With `vocab` given (a checkpoint's), encode with it instead of building a new one. Files of at least
+    cache.CACHE_MIN_BYTES are encoded once, in chunks, into a cache beside them and memory-mapped
+    (`charrnn.cache`); the splits are then read-only memmap views."""
+    from charrnn import cache, corpora
 
     name, path = corpora.resolve_corpus(cfg.corpus, corpora.data_dir(cfg.data_dir), cfg.mirror, notice=notice)
+    if Path(path).stat().st_size >= cache.CACHE_MIN_BYTES:  # big: encode once in chunks, then memory-map
+        vocab, ids = cache.cached_ids(path, cfg.lowercase, cfg.letters_only, cfg.max_chars, cfg.encoding_errors,
+                                      vocab=vocab, notice=notice)
+        return Corpus(name, str(path), vocab, *split(ids, cfg.val_frac, cfg.test_frac))
     text = preprocess(read_text(path, cfg.encoding_errors), cfg.lowercase, cfg.letters_only, cfg.max_chars)
+    if not text:
+        raise CharRNNError(f"corpus {name} ({path}) is empty (after preprocessing)")
     if len(text) < 2:
-        raise CharRNNError(f"corpus {name} has {len(text)} character(s) after preprocessing; a language model needs at least 2")
+        raise CharRNNError(f"corpus {name} has 1 character (after preprocessing); a language model needs at least 2")
     vocab = vocab or Vocab.from_text(text)
     train_ids, val_ids, test_ids = split(vocab.encode(text), cfg.val_frac, cfg.test_frac)
     return Corpus(name, str(path), vocab, train_ids, val_ids, test_ids)

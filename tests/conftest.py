@@ -44,3 +44,10 @@ def _offline_corpora(tmp_path_factory, monkeypatch):
         return real_urlopen(url, *args, **kwargs)
 
     monkeypatch.setattr(urllib.request, "urlopen", local_only)
+
+
+# The models in tests are tiny: one thread is as fast, and it stays fast when the machine is busy
+# (two processes each spinning two OpenMP threads on two cores slow each other down badly).
+import torch  # noqa: E402
+
+torch.set_num_threads(1)

@@ -1,0 +1,34 @@
+"""Small builders shared by the tests: a text corpus on disk and a quick training run."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+WORDS = ("the time traveller said that a machine could move through time as we move through space "
+         "and nobody at the table believed him except the medical man who watched the model vanish").split()
+
+
+def make_text(n_chars: int = 6000, seed: int = 0) -> str:
+    """Pseudo-English with some structure to learn (fixed for a seed)."""
+    rng = random.Random(seed)
+    out, size = [], 0
+    while size < n_chars:
+        line = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))).capitalize() + ".\n"
+        out.append(line)
+        size += len(line)
+    return "".join(out)[:n_chars]
+
+
+def write_corpus(tmp_path: Path, n_chars: int = 6000, name: str = "corpus.txt", seed: int = 0) -> Path:
+    p = tmp_path / name
+    p.write_text(make_text(n_chars, seed), encoding="utf-8")
+    return p
+
+
+def tiny_options(corpus: Path, out: Path, **over) -> dict:
+    """A run small enough for a unit test (about a second on 2 cores)."""
+    opts = dict(corpus=str(corpus), out=str(out), model="lstm", hidden=32, layers=1, batch_size=8, seq_len=16,
+                max_steps=30, eval_every=10, log_every=5, sample_every=0, seed=0, lr=3e-3)
+    opts.update(over)
+    return opts

@@ -1,0 +1,190 @@
+"""The command line as a user meets it: exit codes, one-line errors, JSON outputs, nothing lost."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from charrnn.cli import app
+
+from helpers import write_corpus
+
+runner = CliRunner()
+
+
+def run(*args, code=0):
+    r = runner.invoke(app, [str(a) for a in args])
+    assert r.exit_code == code, f"exit {r.exit_code}, expected {code}:\n{r.output}"
+    assert "Traceback" not in r.output
+    return r
+
+
+def error_line(r) -> str:
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{r.stderr}"
+    assert lines[0].startswith("charrnn: error: ")
+    return lines[0]
+
+
+TINY = ["--hidden", "32", "--batch-size", "8", "--seq-len", "16", "--eval-every", "10", "--sample-every", "0"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    corpus = write_corpus(d, 5000)
+    r = run("train", "--corpus", corpus, "--out", d / "run", "--max-steps", "20", "--json", "--quiet", *TINY)
+    return d, corpus, json.loads(r.stdout)
+
+
+def test_train_json_summary_and_run_directory(trained):
+    d, corpus, summary = trained
+    assert summary["steps"] == 20 and summary["model"] == "lstm" and summary["val_loss"] > 0
+    assert Path(summary["checkpoint"]).name == "best.pt"
+    assert torch.load(d / "run" / "best.pt", weights_only=True)["format"] == "charrnn-checkpoint"
+
+
+def test_sample_same_seed_prints_the_same_text_starting_with_the_prefix(trained):
+    d, _, _ = trained
+    a = run("sample", d / "run", "--prefix", "The ", "--seed", "1", "--length", "60").stdout
+    b = run("sample", d / "run", "--prefix", "The ", "--seed", "1", "--length", "60").stdout
+    assert a == b and a.startswith("The ") and len(a.rstrip("\n")) >= 64
+    js = json.loads(run("sample", d / "run", "--prefix", "The", "--seed", "1", "-n", "20", "--num-samples", "3", "--json").stdout)
+    assert len(js["samples"]) == 3 and all(s.startswith("The") and len(s) == 23 for s in js["samples"])
+
+
+def test_sample_unknown_prefix_character(trained):
+    d, _, _ = trained
+    r = run("sample", d / "run", "--prefix", "Жx", code=2)
+    assert "never saw: 'Ж'" in error_line(r) and r.stdout == ""
+
+
+def test_eval_and_info_json(trained):
+    d, corpus, summary = trained
+    js = json.loads(run("eval", d / "run", "--json").stdout)
+    assert {"loss", "bpc", "perplexity", "chars"} <= set(js)
+    assert js["loss"] == pytest.approx(summary["best_val_loss"], rel=1e-6)
+    assert js["chars"] == 499  # the whole val split (10% of 5,000) but its first character
+    txt = json.loads(run("eval", d / "run", "--text", corpus, "--json").stdout)
+    assert txt["chars"] == 4999
+    info = json.loads(run("info", d / "run", "--json").stdout)
+    assert info["steps"] == 20 and info["model"]["hidden"] == 32 and info["parameters"] > 0
+    r = run("eval", d / "run", "--text", corpus, "--split", "val", code=2)
+    assert "either --text or --split" in error_line(r)
+    r = run("eval", d / "run", "--split", "test", code=2)
+    assert "test split" in error_line(r) and "empty" in error_line(r)
+
+
+def test_config_file_with_flags_overriding(tmp_path):
+    corpus = write_corpus(tmp_path, 4000)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"corpus: {corpus}\nmodel: gru\nhidden: 16\nbatch-size: 4\nseq_len: 8\nmax_steps: 4\nlr: 1e-3\n")
+    run("train", "--config", cfg, "--hidden", "24", "--out", tmp_path / "run", "--quiet", "--sample-every", "0")
+    import yaml
+
+    eff = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert (eff["model"], eff["hidden"], eff["batch_size"], eff["lr"]) == ("gru", 24, 4, 0.001)
+    cfg.write_text("hiden: 3\n")
+    assert "unknown config key(s): hiden" in error_line(run("train", "--config", cfg, code=2))
+
+
+def _corrupt_files(tmp_path, good: Path):
+    raw = good.read_bytes()
+    files = {
+        "missing": (tmp_path / "absent.pt", "checkpoint not found"),
+        "random bytes": (tmp_path / "junk.pt", "not a readable charrnn checkpoint"),
+        "truncated": (tmp_path / "half.pt", "not a readable charrnn checkpoint"),
+        "not a checkpoint": (tmp_path / "tensor.pt", "is not a charrnn checkpoint"),
+        "newer format": (tmp_path / "future.pt", "newer than this charrnn"),
+        "empty dir": (tmp_path / "emptydir", "without a checkpoint"),
+    }
+    files["random bytes"][0].write_bytes(os.urandom(3000))
+    files["truncated"][0].write_bytes(raw[: len(raw) // 2])
+    torch.save({"weights": torch.zeros(3)}, files["not a checkpoint"][0])
+    ck = torch.load(good, weights_only=True)
+    ck["format_version"] = 99
+    torch.save(ck, files["newer format"][0])
+    files["empty dir"][0].mkdir()
+    return files
+
+
+@pytest.mark.parametrize("command", ["sample", "eval", "info"])
+def test_bad_checkpoints_are_one_line_errors(trained, tmp_path, command):
+    d, _, _ = trained
+    for what, (path, message) in _corrupt_files(tmp_path, d / "run" / "best.pt").items():
+        r = run(command, path, code=2)
+        assert message in error_line(r), what
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {EVIL_MARK}",))
+
+
+EVIL_MARK = Path("/tmp/charrnn-evil-pickle-ran")
+
+
+def test_loading_a_checkpoint_never_runs_code(tmp_path):
+    EVIL_MARK.unlink(missing_ok=True)
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "charrnn-checkpoint", "format_version": 1, "payload": Evil()}, path)
+    r = run("info", path, code=2)
+    assert "not a readable charrnn checkpoint" in error_line(r)
+    assert not EVIL_MARK.exists()
+
+
+def test_invalid_utf8_corpus(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"x" * 100 + b"\xc3\x28" + b"y" * 5000)
+    r = run("train", "--corpus", bad, "--out", tmp_path / "r", *TINY, code=2)
+    assert "byte 0xc3 at offset 100" in error_line(r)
+    run("train", "--corpus", bad, "--out", tmp_path / "r", "--encoding-errors", "replace", "--max-steps", "2", "--quiet", *TINY)
+
+
+def test_bad_usage_is_exit_2(tmp_path):
+    assert "--batch-size must be at least 1" in error_line(run("train", "--batch-size", "0", code=2))
+    assert "--optimizer must be one of" in error_line(run("train", "--optimizer", "lbfgs", code=2))
+    assert "unknown preset" in error_line(run("train", "--preset", "nope", code=2))
+    assert "no such corpus or file: nope.txt" in error_line(run("train", "--corpus", "nope.txt", "--out", tmp_path / "r", code=2))
+    run("train", "--no-such-flag", code=2)
+
+
+def test_explicit_corpus_never_falls_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHARRNN_MIRROR", (tmp_path / "no-mirror").as_uri())
+    r = run("train", "--corpus", "tinyshakespeare", "--out", tmp_path / "r", code=2)
+    assert "tinyshakespeare" in error_line(r)
+    assert not (tmp_path / "r" / "last.pt").exists()
+
+
+def test_bare_train_without_network_falls_back_to_pystdlib(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHARRNN_MIRROR", (tmp_path / "no-mirror").as_uri())
+    monkeypatch.chdir(tmp_path)
+    r = run("train", "--max-steps", "2", "--hidden", "16", "--sample-every", "0", "--json")
+    assert "pystdlib" in r.stderr and "charrnn download timemachine" in r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["corpus"] == "pystdlib" and Path(summary["run_dir"]) == Path("runs/pystdlib-lstm")
+
+
+def test_sigterm_saves_last_checkpoint_and_exits_cleanly(tmp_path):
+    corpus = write_corpus(tmp_path, 20000)
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "charrnn", "train", "--corpus", str(corpus), "--out", str(run_dir), "--epochs", "1000",
+           "--hidden", "32", "--batch-size", "8", "--seq-len", "16", "--log-every", "1", "--eval-every", "100000", "--quiet"]
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "resume with: charrnn train --resume" in err
+    ck = torch.load(run_dir / "last.pt", weights_only=True)
+    assert ck["position"]["step"] >= 3
