@@ -134,45 +134,45 @@ def train(
     preset: Optional[str] = typer.Option(None, "--preset", help="A recipe shipped with charrnn (see --list-presets).", rich_help_panel="Run"),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the presets and exit.", rich_help_panel="Run"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run in this directory (or .pt) where it stopped.", rich_help_panel="Run"),
-    out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory [default: runs/<corpus>-<model>].", rich_help_panel="Run"),
-    model: Optional[str] = typer.Option(None, "--model", help="rnn | gru | lstm  [default: lstm]", rich_help_panel="Model"),
-    impl: Optional[str] = typer.Option(None, "--impl", help="torch (fused) | scratch (hand-written BPTT)  [default: torch]", rich_help_panel="Model"),
-    hidden: Optional[int] = typer.Option(None, "--hidden", help="Hidden units per layer  [default: 512]", rich_help_panel="Model"),
-    layers: Optional[int] = typer.Option(None, "--layers", help="Recurrent layers  [default: 1]", rich_help_panel="Model"),
-    embed: Optional[int] = typer.Option(None, "--embed", help="Embedding width; 0 = one-hot input as d2l  [default: 0]", rich_help_panel="Model"),
-    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout between layers and before the output  [default: 0]", rich_help_panel="Model"),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where corpora live (also CHARRNN_DATA)  [default: ./corpora]", rich_help_panel="Data"),
+    out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory \\[default: runs/<corpus>-<model>].", rich_help_panel="Run"),
+    model: Optional[str] = typer.Option(None, "--model", help="rnn | gru | lstm  \\[default: lstm]", rich_help_panel="Model"),
+    impl: Optional[str] = typer.Option(None, "--impl", help="torch (fused) | scratch (hand-written BPTT)  \\[default: torch]", rich_help_panel="Model"),
+    hidden: Optional[int] = typer.Option(None, "--hidden", help="Hidden units per layer  \\[default: 512]", rich_help_panel="Model"),
+    layers: Optional[int] = typer.Option(None, "--layers", help="Recurrent layers  \\[default: 1]", rich_help_panel="Model"),
+    embed: Optional[int] = typer.Option(None, "--embed", help="Embedding width; 0 = one-hot input as d2l  \\[default: 0]", rich_help_panel="Model"),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout between layers and before the output  \\[default: 0]", rich_help_panel="Model"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where corpora live (also CHARRNN_DATA)  \\[default: ./corpora]", rich_help_panel="Data"),
     mirror: Optional[str] = typer.Option(None, "--mirror", help="Download corpora from BASE/<name>.txt (also CHARRNN_MIRROR).", rich_help_panel="Data"),
     lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Lower-case the text.", rich_help_panel="Data"),
     letters_only: Optional[bool] = typer.Option(None, "--letters-only/--no-letters-only", help="d2l's preprocessing: runs of non-letters -> one space, lower-case.", rich_help_panel="Data"),
     max_chars: Optional[int] = typer.Option(None, "--max-chars", help="Keep the first N characters (d2l's max_tokens); 0 = all.", rich_help_panel="Data"),
-    encoding_errors: Optional[str] = typer.Option(None, "--encoding-errors", help="strict | replace  [default: strict]", rich_help_panel="Data"),
-    val_frac: Optional[float] = typer.Option(None, "--val-frac", help="Validation fraction (the end of the text)  [default: 0.1]", rich_help_panel="Data"),
-    test_frac: Optional[float] = typer.Option(None, "--test-frac", help="Test fraction (after val)  [default: 0]", rich_help_panel="Data"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per batch  [default: 32]", rich_help_panel="Batches"),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Characters per sequence (BPTT length)  [default: 64]", rich_help_panel="Batches"),
-    sampling: Optional[str] = typer.Option(None, "--sampling", help="random | sequential (d2l 8.3)  [default: sequential]", rich_help_panel="Batches"),
+    encoding_errors: Optional[str] = typer.Option(None, "--encoding-errors", help="strict | replace  \\[default: strict]", rich_help_panel="Data"),
+    val_frac: Optional[float] = typer.Option(None, "--val-frac", help="Validation fraction (the end of the text)  \\[default: 0.1]", rich_help_panel="Data"),
+    test_frac: Optional[float] = typer.Option(None, "--test-frac", help="Test fraction (after val)  \\[default: 0]", rich_help_panel="Data"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per batch  \\[default: 32]", rich_help_panel="Batches"),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Characters per sequence (BPTT length)  \\[default: 64]", rich_help_panel="Batches"),
+    sampling: Optional[str] = typer.Option(None, "--sampling", help="random | sequential (d2l 8.3)  \\[default: sequential]", rich_help_panel="Batches"),
     state: Optional[str] = typer.Option(None, "--state", help="auto | reset | carry; auto: reset for random, carry for sequential", rich_help_panel="Batches"),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam | adamw | sgd  [default: adam]", rich_help_panel="Optimisation"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate  [default: 0.002]", rich_help_panel="Optimisation"),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay  [default: 0]", rich_help_panel="Optimisation"),
-    schedule: Optional[str] = typer.Option(None, "--schedule", help="constant | cosine (over the whole budget)  [default: constant]", rich_help_panel="Optimisation"),
-    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps  [default: 0]", rich_help_panel="Optimisation"),
-    min_lr_frac: Optional[float] = typer.Option(None, "--min-lr-frac", help="Cosine ends at lr x this  [default: 0.1]", rich_help_panel="Optimisation"),
-    clip: Optional[float] = typer.Option(None, "--clip", help="Clip the global gradient norm; 0 = off  [default: 1.0]", rich_help_panel="Optimisation"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam | adamw | sgd  \\[default: adam]", rich_help_panel="Optimisation"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate  \\[default: 0.002]", rich_help_panel="Optimisation"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay  \\[default: 0]", rich_help_panel="Optimisation"),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="constant | cosine (over the whole budget)  \\[default: constant]", rich_help_panel="Optimisation"),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps  \\[default: 0]", rich_help_panel="Optimisation"),
+    min_lr_frac: Optional[float] = typer.Option(None, "--min-lr-frac", help="Cosine ends at lr x this  \\[default: 0.1]", rich_help_panel="Optimisation"),
+    clip: Optional[float] = typer.Option(None, "--clip", help="Clip the global gradient norm; 0 = off  \\[default: 1.0]", rich_help_panel="Optimisation"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Budget in epochs (10 when no budget is given).", rich_help_panel="Budget"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Budget in optimizer steps.", rich_help_panel="Budget"),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Budget in wall-clock minutes (whichever budget ends first).", rich_help_panel="Budget"),
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps  [default: auto]", rich_help_panel="Machine"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed; CPU runs are reproducible bit for bit  [default: 1337]", rich_help_panel="Machine"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps  \\[default: auto]", rich_help_panel="Machine"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed; CPU runs are reproducible bit for bit  \\[default: 1337]", rich_help_panel="Machine"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads; 0 = torch's default.", rich_help_panel="Machine"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast.", rich_help_panel="Machine"),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model.", rich_help_panel="Machine"),
-    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate and checkpoint every N steps  [default: 200]", rich_help_panel="Reporting"),
-    log_every: Optional[int] = typer.Option(None, "--log-every", help="Log every N steps  [default: 20]", rich_help_panel="Reporting"),
-    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Print a sample every N evaluations; 0 = never  [default: 2]", rich_help_panel="Reporting"),
-    sample_prefix: Optional[str] = typer.Option(None, "--sample-prefix", help="Prefix of those samples [default: the text's first 16 characters].", rich_help_panel="Reporting"),
-    sample_length: Optional[int] = typer.Option(None, "--sample-length", help="Characters per sample  [default: 100]", rich_help_panel="Reporting"),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate and checkpoint every N steps  \\[default: 200]", rich_help_panel="Reporting"),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Log every N steps  \\[default: 20]", rich_help_panel="Reporting"),
+    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Print a sample every N evaluations; 0 = never  \\[default: 2]", rich_help_panel="Reporting"),
+    sample_prefix: Optional[str] = typer.Option(None, "--sample-prefix", help="Prefix of those samples \\[default: the text's first 16 characters].", rich_help_panel="Reporting"),
+    sample_length: Optional[int] = typer.Option(None, "--sample-length", help="Characters per sample  \\[default: 100]", rich_help_panel="Reporting"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors.", rich_help_panel="Reporting"),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end.", rich_help_panel="Reporting"),
 ):
@@ -223,7 +223,7 @@ def sample(
     top_k: int = typer.Option(0, "--top-k", min=0, help="Sample among the k most likely characters; 0 = all."),
     top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0, help="Nucleus sampling: the smallest set with probability >= p."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, help="Independent samples, generated together as one batch."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Same seed, same text  [default: random]"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Same seed, same text  \\[default: random]"),
     device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda | mps"),
     impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch or scratch layers."),
     json_out: bool = typer.Option(False, "--json", help="Print {prefix, samples, seed, ...} as JSON instead of streaming."),
@@ -273,7 +273,7 @@ def sample(
 def eval_(
     ckpt: str = typer.Argument(..., metavar="CKPT", help="A run directory or a .pt file."),
     text: Optional[Path] = typer.Option(None, "--text", help="Score this UTF-8 file (preprocessed as in training)."),
-    split_name: Optional[str] = typer.Option(None, "--split", help="train | val | test of the training corpus  [default: val]"),
+    split_name: Optional[str] = typer.Option(None, "--split", help="train | val | test of the training corpus  \\[default: val]"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch or scratch layers."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
@@ -317,6 +317,59 @@ def info(
         t.add_row(f"[bold]{key}[/]", str(value))
     out.print(t)
 
+
+# ----------------------------------------------------------------------------------------- gradcheck
+
+
+@app.command()
+def gradcheck(
+    ckpt: Optional[str] = typer.Argument(None, metavar="[CKPT]", help="Check this checkpoint's architecture (a run directory or .pt file)."),
+    model: Optional[str] = typer.Option(None, help="rnn, gru, lstm or all [default: all, or the checkpoint's]."),
+    layers: Optional[int] = typer.Option(None, help="Recurrent layers [default: 2, or the checkpoint's]."),
+    hidden: Optional[int] = typer.Option(None, help="Hidden units [default: 5, or the checkpoint's]."),
+    batch: Optional[int] = typer.Option(None, help="Sequences in the batch [default: 3]."),
+    seq_len: Optional[int] = typer.Option(None, help="Time steps [default: 4]."),
+    vocab: Optional[int] = typer.Option(None, help="Vocabulary size [default: 6, or the checkpoint's]."),
+    embed: Optional[int] = typer.Option(None, help="Embedding width, 0 = one-hot [default: 0, or the checkpoint's]."),
+    seed: int = typer.Option(0, help="Seed of the weights, state, input and targets."),
+    samples: Optional[int] = typer.Option(None, help="Finite differences on this many random elements per tensor; 0 = all [default: all up to 512 elements, else 48]."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+):
+    """Check the scratch engine's hand-written gradients against finite differences and autograd."""
+    from rich import box
+    from rich.table import Table
+
+    from charrnn.gradcheck import TOLERANCES, GradcheckOptions, options_from_checkpoint, run_gradcheck
+
+    given = dict(model=model, layers=layers, hidden=hidden, batch=batch, seq_len=seq_len, vocab=vocab,
+                 embed=embed, seed=seed, samples=samples)
+    if ckpt is not None:
+        opts = options_from_checkpoint(ckpt, **given)
+    else:
+        opts = GradcheckOptions(**{k: v for k, v in given.items() if v is not None})
+    with console.status("checking gradients", spinner="dots"):
+        report = run_gradcheck(opts)
+    if json_out:
+        print(report.to_json())
+    console.print(f"gradcheck: {', '.join(opts.models)}, {opts.layers} layer(s), hidden {opts.hidden}, batch {opts.batch}, "
+                  f"seq-len {opts.seq_len}, vocab {opts.vocab}, embed {opts.embed}, float64")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("model", "tensor", "method"):
+        table.add_column(col, no_wrap=True)
+    for col in ("abs err", "rel err", "n", "result"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in report.rows:
+        result = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
+        tensor = r.tensor.split("/", 1)[-1]  # the model has its own column
+        table.add_row(r.model, tensor, r.method, f"{r.max_abs:.1e}", f"{r.max_rel:.1e}", str(r.checked), result)
+    console.print(table)
+    bad = report.failures
+    if bad:
+        names = ", ".join(dict.fromkeys(r.tensor for r in bad))
+        raise CharRNNError(f"gradcheck FAILED: {len(bad)} of {len(report.rows)} comparisons out of tolerance ({names})",
+                           exit_code=1)
+    tols = "; ".join(f"{m} abs {a:g} or rel {r:g}" for m, (a, r) in TOLERANCES.items())
+    console.print(f"gradcheck passed: all {len(report.rows)} comparisons within tolerance ({tols})")
 
 
 def main(argv: list[str] | None = None) -> None:

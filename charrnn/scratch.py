@@ -218,11 +218,11 @@ def lstm_backward(dout, dhT, dcT, cache, need_dx=True):
     torch.mul(c_prev * f, 1 - f, out=df)  # forget gate: c_t = f * c_{t-1} + ..., sigmoid'
     torch.mul(i, 1 - g * g, out=dg)  # candidate cell: c_t += i * g, tanh'
     torch.mul(tcs * o, 1 - o, out=do)  # output gate: h_t = o * tanh(c_t), sigmoid'
-    dc_dh = o * (1 - tcs * tcs)  # dc_t/dh_t through h_t = o * tanh(c_t)
+    dh_to_dc = o * (1 - tcs * tcs)  # dc_t gets dh_t times this, through h_t = o * tanh(c_t)
     dh_next, dc_next = dhT.clone(), dcT.clone()  # arriving from step t + 1 (and the returned state)
     for t in reversed(range(T)):
         dh = dout[t] + dh_next  # from the layer above and from the next step
-        dc = torch.addcmul(dc_next, dh, dc_dh[t])  # from the next step and through h_t
+        dc = torch.addcmul(dc_next, dh, dh_to_dc[t])  # from the next step and through h_t
         dgates[t].view(B, 4, H)[:, :3].mul_(dc.unsqueeze(1))  # i, f, g
         dgates[t, :, 3 * H :].mul_(dh)  # o
         dc_next = dc * f[t]  # to c_{t-1}
