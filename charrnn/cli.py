@@ -323,16 +323,16 @@ def info(
 
 @app.command()
 def gradcheck(
-    ckpt: Optional[str] = typer.Argument(None, metavar="[CKPT]", help="Check this checkpoint's architecture (a run directory or .pt file)."),
-    model: Optional[str] = typer.Option(None, help="rnn, gru, lstm or all [default: all, or the checkpoint's]."),
-    layers: Optional[int] = typer.Option(None, help="Recurrent layers [default: 2, or the checkpoint's]."),
-    hidden: Optional[int] = typer.Option(None, help="Hidden units [default: 5, or the checkpoint's]."),
-    batch: Optional[int] = typer.Option(None, help="Sequences in the batch [default: 3]."),
-    seq_len: Optional[int] = typer.Option(None, help="Time steps [default: 4]."),
-    vocab: Optional[int] = typer.Option(None, help="Vocabulary size [default: 6, or the checkpoint's]."),
-    embed: Optional[int] = typer.Option(None, help="Embedding width, 0 = one-hot [default: 0, or the checkpoint's]."),
+    ckpt: Optional[str] = typer.Argument(None, metavar="CKPT", help="Check this checkpoint's architecture (a run directory or .pt file)."),
+    model: Optional[str] = typer.Option(None, help="rnn, gru, lstm or all \\[default: all, or the checkpoint's]."),
+    layers: Optional[int] = typer.Option(None, help="Recurrent layers \\[default: 2, or the checkpoint's]."),
+    hidden: Optional[int] = typer.Option(None, help="Hidden units \\[default: 5, or the checkpoint's]."),
+    batch: Optional[int] = typer.Option(None, help="Sequences in the batch \\[default: 3]."),
+    seq_len: Optional[int] = typer.Option(None, help="Time steps \\[default: 4]."),
+    vocab: Optional[int] = typer.Option(None, help="Vocabulary size \\[default: 6, or the checkpoint's]."),
+    embed: Optional[int] = typer.Option(None, help="Embedding width, 0 = one-hot \\[default: 0, or the checkpoint's]."),
     seed: int = typer.Option(0, help="Seed of the weights, state, input and targets."),
-    samples: Optional[int] = typer.Option(None, help="Finite differences on this many random elements per tensor; 0 = all [default: all up to 512 elements, else 48]."),
+    samples: Optional[int] = typer.Option(None, help="Finite differences on this many random elements per tensor; 0 = all \\[default: all up to 512 elements, else 48]."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ):
     """Check the scratch engine's hand-written gradients against finite differences and autograd."""

@@ -48,7 +48,7 @@ REL_FLOOR = 1e-6
 TOLERANCES = {
     "finite-diff": (1e-7, 1e-5),
     "autograd": (1e-9, 1e-9),
-    "torch-forward": (1e-10, 0.0),
+    "torch-forward": (1e-10, 0.0),  # abs only
 }
 AUTO_ALL = 512  # with samples=None, tensors up to this many elements are checked on every element...
 AUTO_SAMPLES = 48  # ...larger ones (a checkpoint's real sizes) on this many random elements
