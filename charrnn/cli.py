@@ -332,7 +332,7 @@ def gradcheck(
     vocab: Optional[int] = typer.Option(None, help="Vocabulary size \\[default: 6, or the checkpoint's]."),
     embed: Optional[int] = typer.Option(None, help="Embedding width, 0 = one-hot \\[default: 0, or the checkpoint's]."),
     seed: int = typer.Option(0, help="Seed of the weights, state, input and targets."),
-    samples: Optional[int] = typer.Option(None, help="Finite differences on this many random elements per tensor; 0 = all \\[default: all up to 512 elements, else 48]."),
+    samples: Optional[int] = typer.Option(None, help="Finite differences on this many random elements per tensor; 0 = all \\[default: all up to 512 elements, else 32]."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ):
     """Check the scratch engine's hand-written gradients against finite differences and autograd."""

@@ -252,8 +252,11 @@ class ScratchLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, kind, x, W_ih, W_hh, b_ih, b_hh, *state0):
-        x = x.contiguous()
-        out, *rest = FORWARD[kind](x, *state0, W_ih, W_hh, b_ih, b_hh)
+        # under autocast, run in the parameters' dtype: the cell functions write into preallocated buffers
+        dtype = W_ih.dtype
+        x, state0 = x.to(dtype).contiguous(), [s.to(dtype) for s in state0]
+        with torch.autocast(x.device.type, enabled=False):
+            out, *rest = FORWARD[kind](x, *state0, W_ih, W_hh, b_ih, b_hh)
         *stateT, cache = rest
         ctx.kind = kind
         ctx.save_for_backward(*cache)
@@ -262,7 +265,8 @@ class ScratchLayer(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, *dstateT):
         n = STATES[ctx.kind]
-        grads = BACKWARD[ctx.kind](dout.contiguous(), *dstateT, ctx.saved_tensors, need_dx=ctx.needs_input_grad[1])
+        with torch.autocast(dout.device.type, enabled=False):
+            grads = BACKWARD[ctx.kind](dout.contiguous(), *dstateT, ctx.saved_tensors, need_dx=ctx.needs_input_grad[1])
         dx, dstate0, dW = grads[0], grads[1 : 1 + n], grads[1 + n :]
         return (None, dx, *dW, *dstate0)
 

@@ -146,3 +146,13 @@ def test_input_without_grad_and_bad_state():
     assert x.grad is None and core.weight_ih_l0.grad is not None
     with pytest.raises(ValueError, match="state"):
         core(x, torch.zeros(1, 2, 5))  # an LSTM needs (h, c)
+
+
+def test_runs_under_bf16_autocast():
+    torch.manual_seed(0)
+    m = CharRNN(ModelConfig(model="gru", impl="scratch", vocab_size=7, hidden=8, layers=2, embed=4))
+    x = torch.randint(0, 7, (2, 5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, state = m(x)  # the recurrent layers run in float32, the head in bf16
+    logits.float().sum().backward()
+    assert state.dtype == torch.float32 and torch.isfinite(m.rnn.weight_hh_l1.grad).all()
