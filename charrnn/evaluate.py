@@ -23,6 +23,10 @@ from charrnn.data import stream_layout
 from charrnn.models import detach_state
 
 
+MAX_STREAMS = 64  # rows evaluated in parallel
+MIN_STREAM = 2048  # characters per row, so that cold starts weigh little in the average
+
+
 @dataclass(frozen=True)
 class LossReport:
     """A per-character loss with the count it was averaged over."""
@@ -47,12 +51,17 @@ class LossReport:
 
 
 @torch.no_grad()
-def evaluate_ids(model, ids, device, streams: int = 64, chunk: int = 256) -> LossReport:
-    """Score ids[1:] given ids[:-1] with carried state; returns total NLL and the number scored."""
+def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256) -> LossReport:
+    """Score ids[1:] given ids[:-1] with carried state; returns total NLL and the number scored.
+
+    Each stream starts from zero state, and its first characters are scored with little context, so
+    by default streams are at least MIN_STREAM characters long (and at most MAX_STREAMS run at once)."""
     ids = torch.as_tensor(np.asarray(ids)).long()
     n = len(ids) - 1
     if n < 1:
         return LossReport(0.0, 0)
+    if streams is None:
+        streams = max(1, min(MAX_STREAMS, n // MIN_STREAM))
     rows, cols = stream_layout(n, streams)
     pad = rows * cols - n
     x = F.pad(ids[:-1], (0, pad)).view(rows, cols)  # (rows, cols): row r is one stretch of the text
