@@ -141,6 +141,7 @@ def train(
     layers: Optional[int] = typer.Option(None, "--layers", help="Recurrent layers  \\[default: 1]", rich_help_panel="Model"),
     embed: Optional[int] = typer.Option(None, "--embed", help="Embedding width; 0 = one-hot input as d2l  \\[default: 0]", rich_help_panel="Model"),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout between layers and before the output  \\[default: 0]", rich_help_panel="Model"),
+    init_std: Optional[float] = typer.Option(None, "--init-std", help="0 = torch's default init; >0 = weights ~ N(0, std²), biases 0 (d2l: 0.01).", rich_help_panel="Model"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where corpora live (also CHARRNN_DATA)  \\[default: ./corpora]", rich_help_panel="Data"),
     mirror: Optional[str] = typer.Option(None, "--mirror", help="Download corpora from BASE/<name>.txt (also CHARRNN_MIRROR).", rich_help_panel="Data"),
     lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Lower-case the text.", rich_help_panel="Data"),
@@ -203,7 +204,7 @@ def train(
 
 _FLAG_RENAMES = {"out_dir": "out", "compile_": "compile"}
 _TRAIN_FLAG_KEYS = {
-    "corpus", "out_dir", "model", "impl", "hidden", "layers", "embed", "dropout", "data_dir", "mirror", "lowercase",
+    "corpus", "out_dir", "model", "impl", "hidden", "layers", "embed", "dropout", "init_std", "data_dir", "mirror", "lowercase",
     "letters_only", "max_chars", "encoding_errors", "val_frac", "test_frac", "batch_size", "seq_len", "sampling",
     "state", "optimizer", "lr", "weight_decay", "schedule", "warmup", "min_lr_frac", "clip", "epochs", "max_steps",
     "minutes", "device", "seed", "threads", "amp", "compile_", "eval_every", "log_every", "sample_every",
@@ -276,6 +277,7 @@ def eval_(
     split_name: Optional[str] = typer.Option(None, "--split", help="train | val | test of the training corpus  \\[default: val]"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch or scratch layers."),
+    init_std: Optional[float] = typer.Option(None, "--init-std", help="0 = torch's default init; >0 = weights ~ N(0, std²), biases 0 (d2l: 0.01).", rich_help_panel="Model"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
     json_out: bool = typer.Option(False, "--json", help="Print {loss, bpc, perplexity, chars, ...} as JSON."),
 ):

@@ -46,6 +46,7 @@ class ModelConfig:
     layers: int = 1
     embed: int = 0  # 0 = one-hot input, as d2l; N = a learned N-wide embedding
     dropout: float = 0.0  # between layers and before the output layer
+    init_std: float = 0.0  # 0 = torch's default init; >0 = weights ~ N(0, std^2), biases 0 (d2l uses 0.01)
 
     def __post_init__(self):
         _choice("model", self.model, MODELS)
@@ -54,6 +55,7 @@ class ModelConfig:
         _check(self.layers >= 1, "--layers must be at least 1")
         _check(self.embed >= 0, "--embed must be 0 (one-hot) or a positive width")
         _check(0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
+        _check(self.init_std >= 0.0, "--init-std must be 0 (torch's default init) or positive")
         _check(self.vocab_size >= 0, "vocab_size must not be negative")
 
 

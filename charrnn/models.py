@@ -54,6 +54,10 @@ class CharRNN(nn.Module):
         self.rnn = make_core(cfg, cfg.embed if cfg.embed > 0 else cfg.vocab_size)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
+        if cfg.init_std > 0:  # d2l's from-scratch init: small Gaussian weights, zero biases
+            with torch.no_grad():
+                for p in self.parameters():
+                    p.normal_(0.0, cfg.init_std) if p.dim() > 1 else p.zero_()
         if cfg.model == "lstm":
             init_forget_bias(self.rnn, cfg.layers, cfg.hidden)
 

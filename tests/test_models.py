@@ -96,3 +96,14 @@ def test_evaluation_carries_state_within_streams():
     one_call = evaluate_ids(m, ids, "cpu", streams=4, chunk=1000)
     chunked = evaluate_ids(m, ids, "cpu", streams=4, chunk=7)  # same streams, state carried across chunks
     assert math.isclose(one_call.nll, chunked.nll, rel_tol=1e-5)
+
+
+def test_d2l_init_small_gaussian_weights_zero_biases():
+    torch.manual_seed(0)
+    m = CharRNN(ModelConfig(model="rnn", vocab_size=30, hidden=256, init_std=0.01))
+    w = m.rnn.weight_hh_l0
+    assert abs(w.std().item() - 0.01) < 0.0005 and abs(w.mean().item()) < 0.0005
+    assert not m.rnn.bias_ih_l0.any() and not m.head.bias.any()
+    lstm = CharRNN(ModelConfig(model="lstm", vocab_size=30, hidden=8, init_std=0.01))
+    total = lstm.rnn.bias_ih_l0 + lstm.rnn.bias_hh_l0
+    assert torch.equal(total, torch.cat([torch.zeros(8), torch.ones(8), torch.zeros(16)]))  # forget gate open
