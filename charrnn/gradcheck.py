@@ -56,7 +56,7 @@ AUTO_SAMPLES = 32  # ...larger ones (a checkpoint's real sizes) on this many ran
 
 @dataclass(frozen=True)
 class GradcheckOptions:
-    """What to check. The defaults finish in about a second on a laptop CPU."""
+    """What to check. The defaults take about two seconds on a 2-core CPU."""
 
     model: str = "all"  # rnn | gru | lstm | all
     layers: int = 2
