@@ -16,6 +16,9 @@ it scores, and every aggregate (log interval, epoch, evaluation) is total NLL / 
 Hidden state: with the 'reset' policy every batch starts from zero state; with 'carry' the final state
 of batch k (detached: truncated BPTT) starts batch k+1, and each epoch starts from zero. A resumed run
 restores weights, optimizer, RNG, data position and carried state, so on CPU it continues bit for bit.
+
+Launched by torchrun with several processes, each rank trains on its share of the rows of every batch
+under DistributedDataParallel and only rank 0 writes and reports (see `charrnn.distributed`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from charrnn import __version__
 from charrnn.checkpoint import load_checkpoint, model_config, save_checkpoint
 from charrnn.config import MODEL_KEYS, ModelConfig, TrainConfig, coerce, split_options, to_dict
 from charrnn.data import Batches, Vocab, prepare_corpus
+from charrnn import distributed
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import LossReport, evaluate_ids
 from charrnn.models import CharRNN, count_parameters, detach_state
@@ -142,13 +146,25 @@ def train(options: dict[str, Any], resume: str | None = None, on_event: Callable
     mcfg, cfg, ckpt = build_configs(options, resume)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    ddp = distributed.setup(cfg.device, cfg.batch_size)  # None unless torchrun started several processes
+    try:
+        return _train(mcfg, cfg, ckpt, emit if ddp is None or ddp.is_main else (lambda e: None), ddp)
+    finally:
+        distributed.teardown(ddp)
+
+
+def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callable[[Event], None],
+           ddp: distributed.DistContext | None) -> dict[str, Any]:
+    main = ddp is None or ddp.is_main  # the one process that writes the run directory
+    rows = ddp.rows(cfg.batch_size) if ddp else slice(None)  # this process's rows of every batch
+    local_batch = cfg.batch_size // (ddp.world if ddp else 1)
+    device = ddp.device if ddp else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
 
     corpus = prepare_corpus(cfg, vocab=Vocab(tuple(ckpt["vocab"])) if ckpt else None,
                             notice=lambda m: emit(Event("notice", {"message": m})))
     mcfg = replace(mcfg, vocab_size=len(corpus.vocab))
-    batches = Batches(corpus.train, cfg.batch_size, cfg.seq_len, cfg.sampling, cfg.seed)
+    batches = Batches(corpus.train, cfg.batch_size, cfg.seq_len, cfg.sampling, cfg.seed, pin_memory=device.type == "cuda")
     policy = cfg.state_policy()
     if (why := cfg.state_mismatch()) is not None:
         emit(Event("warning", {"message": f"--sampling {cfg.sampling} with --state {policy}: {why}"}))
@@ -158,7 +174,8 @@ def train(options: dict[str, Any], resume: str | None = None, on_event: Callable
     run_dir = Path(cfg.out) if cfg.out else _default_run_dir(corpus.name, mcfg.model)
     if ckpt is None and ((run_dir / "last.pt").exists() or (run_dir / "best.pt").exists()):
         raise CharRNNError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
 
     # Where we are: restored from the checkpoint on resume.
     step, epoch, k, elapsed_before, best_val = 0, 0, 0, 0.0, float("inf")
@@ -173,17 +190,22 @@ def train(options: dict[str, Any], resume: str | None = None, on_event: Callable
         elapsed_before, best_val = pos["elapsed"], ckpt.get("best_val_loss", float("inf"))
         acc, ep_acc = dict(pos["acc"]), dict(pos["epoch_acc"])
         if ckpt.get("carried_state") is not None:
-            s = ckpt["carried_state"]
-            carried = tuple(t.to(device) for t in s) if isinstance(s, (list, tuple)) else s.to(device)
+            s = ckpt["carried_state"]  # (layers, B, H): every stream of the global batch
+            carried = tuple(t[:, rows].to(device) for t in s) if isinstance(s, (list, tuple)) else s[:, rows].to(device)
         torch.set_rng_state(ckpt["rng"]["torch"])
         if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-        _truncate_metrics(run_dir / "metrics.jsonl", step)
+        if main:
+            _truncate_metrics(run_dir / "metrics.jsonl", step)
 
     effective = {**{k_: v for k_, v in to_dict(mcfg).items() if k_ != "vocab_size"}, **to_dict(cfg), "corpus": cfg.corpus or corpus.name}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(effective, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    if main:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(effective, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    if ddp and ddp.rank:  # dropout masks differ between ranks (weights and data do not)
+        torch.manual_seed(cfg.seed + 7919 * ddp.rank + step)
 
-    fwd = torch.compile(model) if cfg.compile else model
+    fwd = ddp.wrap(model) if ddp else model  # DDP averages the gradients over ranks in backward
+    fwd = torch.compile(fwd) if cfg.compile else fwd
     autocast = _autocast(cfg, device)
     steps_per_epoch = batches.epoch(epoch)["num_batches"]
     epochs = cfg.epochs or (0 if (cfg.max_steps or cfg.minutes) else DEFAULT_EPOCHS)
@@ -193,7 +215,7 @@ def train(options: dict[str, Any], resume: str | None = None, on_event: Callable
     clip = cfg.clip if cfg.clip > 0 else float("inf")
     tokens_per_step = cfg.batch_size * cfg.seq_len
     params = [p for p in model.parameters() if p.requires_grad]
-    metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+    metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if main else None
     t_start = time.perf_counter()
     t_log = t_start
     evals_done = 0
@@ -203,18 +225,30 @@ def train(options: dict[str, Any], resume: str | None = None, on_event: Callable
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t_start
 
-    def progress() -> float:
+    def local_progress() -> float:
         return max(step / step_budget if step_budget else 0.0, elapsed() / budget_s if budget_s else 0.0)
 
+    def time_up() -> bool:
+        return bool(budget_s and elapsed() >= budget_s)
+
+    # With several processes, rank 0's clock decides (see the all-reduce in the loop): every rank must set
+    # the same learning rate and stop at the same step.
+    synced = {"progress": local_progress(), "time_up": False, "stop": False}
+
+    def progress() -> float:
+        return synced["progress"] if ddp else local_progress()
+
     def budget_done() -> bool:
-        return (step_budget and step >= step_budget) or (budget_s and elapsed() >= budget_s)
+        return (step_budget and step >= step_budget) or (synced["time_up"] if ddp else time_up())
 
     def record(kind: str, data: dict) -> None:
-        metrics.write(json.dumps({"event": kind, **data}) + "\n")
-        metrics.flush()
+        if metrics is not None:
+            metrics.write(json.dumps({"event": kind, **data}) + "\n")
+            metrics.flush()
         emit(Event(kind, data))
 
-    def checkpoint(name: str) -> None:
+    def checkpoint(name: str, carried) -> None:
+        """Rank 0 only; `carried` is the state of all B streams (gathered from the ranks)."""
         save_checkpoint({
             "model_config": to_dict(mcfg),
             "vocab": list(corpus.vocab.chars),
@@ -251,6 +285,11 @@ def train(options: dict[str, Any], resume: str | None = None, on_event: Callable
     def evaluate_and_save() -> None:
         nonlocal best_val, last_val, evals_done, t_log
         t0 = time.perf_counter()
+        everyone = ddp.gather_rows(carried) if ddp else carried
+        if not main:  # rank 0 evaluates and saves while the others wait
+            ddp.barrier()
+            t_log += time.perf_counter() - t0
+            return
         data = {"step": step, "epoch": epoch, "chars": step * tokens_per_step, "time": elapsed()}
         if len(corpus.val) > 1:
             last_val = evaluate_ids(model, corpus.val, device, chunk=max(cfg.seq_len, 128))
@@ -261,13 +300,15 @@ def train(options: dict[str, Any], resume: str | None = None, on_event: Callable
         record("eval", data)
         if last_val is not None and last_val.loss < best_val:
             best_val = last_val.loss
-            checkpoint("best.pt")
-        checkpoint("last.pt")
+            checkpoint("best.pt", everyone)
+        checkpoint("last.pt", everyone)
         evals_done += 1
         if cfg.sample_every and evals_done % cfg.sample_every == 0 and cfg.sample_length > 0:
             g = torch.Generator().manual_seed(cfg.seed)
             text = sample_text(model, corpus.vocab, sample_prefix, cfg.sample_length, generator=g)
             emit(Event("sample", {"step": step, "prefix": sample_prefix, "text": text}))
+        if ddp:
+            ddp.barrier()
         t_log += time.perf_counter() - t0  # evaluation time is not training throughput
 
     emit(Event("start", {
@@ -286,13 +327,14 @@ def train(options: dict[str, Any], resume: str | None = None, on_event: Callable
         while not budget_done():
             plan = batches.epoch(epoch)
             while k < plan["num_batches"] and not budget_done():
-                if stop["requested"]:
+                if synced["stop"] if ddp else stop["requested"]:
                     raise _Stop()
                 x, y = batches.batch(plan, k)  # (B, T) each
+                x, y = x[rows], y[rows]  # (B/W, T): this process's streams
                 x = x.to(device, non_blocking=True)
                 y = y.to(device, non_blocking=True)
                 if policy == "reset" or k == 0 or carried is None:
-                    state = model.begin_state(cfg.batch_size, device)
+                    state = model.begin_state(local_batch, device)
                 else:
                     state = detach_state(carried)  # truncated BPTT: values carry on, the graph stops here
                 for g_ in optimizer.param_groups:
@@ -306,7 +348,12 @@ def train(options: dict[str, Any], resume: str | None = None, on_event: Callable
                 optimizer.step()
                 carried = state if policy == "carry" else None
                 step, k = step + 1, k + 1
-                nll = loss.item() * tokens_per_step
+                if ddp:  # one all-reduce: the global batch's loss, rank 0's progress and clock, anyone's Ctrl-C
+                    loss_value, synced["progress"], synced["time_up"], synced["stop"] = ddp.agree(
+                        loss, local_progress(), time_up(), stop["requested"])
+                else:
+                    loss_value = loss.item()
+                nll = loss_value * tokens_per_step
                 acc["nll"] += nll
                 acc["chars"] += tokens_per_step
                 acc["gn"] += gn
@@ -333,11 +380,14 @@ def train(options: dict[str, Any], resume: str | None = None, on_event: Callable
             evaluate_and_save()
     except _Stop:
         interrupted = True
-        checkpoint("last.pt")
+        everyone = ddp.gather_rows(carried) if ddp else carried
+        if main:
+            checkpoint("last.pt", everyone)
         emit(Event("checkpoint", {"path": str(run_dir / "last.pt"), "step": step, "interrupted": True}))
     finally:
         _restore_signal_handlers(old_handlers)
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
 
     total = elapsed()
     summary = {
