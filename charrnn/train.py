@@ -207,6 +207,8 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
     fwd = ddp.wrap(model) if ddp else model  # DDP averages the gradients over ranks in backward
     fwd = torch.compile(fwd) if cfg.compile else fwd
     autocast = _autocast(cfg, device)
+    if cfg.amp and (why := _no_bf16(device)):
+        emit(Event("warning", {"message": why}))
     steps_per_epoch = batches.epoch(epoch)["num_batches"]
     epochs = cfg.epochs or (0 if (cfg.max_steps or cfg.minutes) else DEFAULT_EPOCHS)
     step_budget = min(b for b in (cfg.max_steps, epochs * steps_per_epoch) if b) if (cfg.max_steps or epochs) else 0
@@ -407,12 +409,20 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
-    """bf16 autocast when asked for (CUDA, or CPU); otherwise a no-op context."""
+    """bf16 autocast when asked for (CUDA, or a CPU with bf16 kernels); otherwise a no-op context."""
     import contextlib
 
-    if not cfg.amp:
+    if not cfg.amp or _no_bf16(device):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _no_bf16(device: torch.device) -> str | None:
+    """Why --amp cannot run on this device, or None. On a CPU without native bf16 (AVX512-BF16 / AMX)
+    oneDNN has no bf16 LSTM kernel at all (nn.LSTM fails), and emulated bf16 would be slower than fp32."""
+    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "--amp: this CPU has no native bf16 support (AVX512-BF16 or AMX); training in fp32"
+    return None
 
 
 def _install_signal_handlers(stop: dict):

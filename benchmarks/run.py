@@ -1,0 +1,145 @@
+"""charrnn's benchmark suite: one command, tables on stdout, everything in a JSON file.
+
+    python benchmarks/run.py                       # all sections (about 20 minutes on 2 cores)
+    python benchmarks/run.py --quick               # fewer configs and steps, 68 s preset only, 100 MB only
+    python benchmarks/run.py --only throughput --json bench.json
+    flock /tmp/charrnn-cpu.lock python benchmarks/run.py    # on a shared machine: nobody else timing
+
+Sections (--only picks one):
+    throughput  chars/s of charrnn's loop vs a raw PyTorch loop vs a d2l-style loop, GFLOP/s vs the
+                matmul peak measured in the same run (benchmarks/throughput.py)
+    quality     time to quality: `charrnn train --preset shakespeare-68s / -5min`, whole command timed,
+                validation loss (nats/char) on tinyshakespeare's last 10%
+    sampling    chars/s of charrnn.sample.generate for a 1x512 LSTM at batch 1 and 64 after a
+                1,000-character prefix, for 1k and 10k characters (the cost per character must not grow)
+    memory      peak RSS and start-up of training on 100 MB and 1 GB corpora, cold and cached
+                (benchmarks/footprint.py)
+
+Corpora come from the data directory / mirror as for `charrnn train` (--data-dir, --mirror, or
+$CHARRNN_DATA / $CHARRNN_MIRROR). Not part of the tests: the numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however this is started
+
+import torch  # noqa: E402
+
+SECTIONS = ("throughput", "quality", "sampling", "memory")
+PRESETS = ("shakespeare-68s", "shakespeare-5min")
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def quality(quick: bool, data: dict, log=print) -> list[dict]:
+    """Each preset as a user runs it: a fresh `charrnn train` process, wall time of the whole command."""
+    rows = []
+    for name in PRESETS[:1] if quick else PRESETS:
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [sys.executable, "-m", "charrnn", "train", "--preset", name, "--out", out + "/run", "--json", "--quiet"]
+            cmd += [a for k, v in data.items() if v for a in (f"--{k.replace('_', '-')}", str(v))]
+            t = time.perf_counter()
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            wall = time.perf_counter() - t
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr[-1500:]}")
+        s = json.loads(r.stdout.strip().splitlines()[-1])
+        row = {"preset": name, "wall_s": wall, "train_s": s["seconds"], "steps": s["steps"], "epochs": s["epochs"],
+               "chars": s["chars"], "val_loss": s["val_loss"], "best_val_loss": s["best_val_loss"], "params": s["params"]}
+        rows.append(row)
+        log(f"{name:18s} wall {wall:6.1f} s (training {row['train_s']:6.1f} s, {row['steps']} steps, "
+            f"{row['epochs']:.2f} epochs)  val loss {row['val_loss']:.4f}  best {row['best_val_loss']:.4f}")
+    return rows
+
+
+def sampling(quick: bool, data: dict, log=print) -> list[dict]:
+    from charrnn.config import ModelConfig, TrainConfig
+    from charrnn.data import prepare_corpus
+    from charrnn.models import CharRNN
+    from charrnn.sample import generate
+
+    corpus = prepare_corpus(TrainConfig(corpus="tinyshakespeare", **data))
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(model="lstm", vocab_size=len(corpus.vocab), hidden=512)).eval()
+    prefix = corpus.vocab.decode(corpus.train[:1000])
+    rows = []
+    for batch in (1, 64):
+        for length in (1000, 10000):
+            g = torch.Generator().manual_seed(0)
+            t = time.perf_counter()
+            n = sum(1 for _ in generate(model, corpus.vocab, prefix, length, num_samples=batch, generator=g))
+            dt = time.perf_counter() - t
+            row = {"model": "lstm 1x512", "batch": batch, "prefix": len(prefix), "length": n, "seconds": dt,
+                   "chars_per_s": batch * n / dt, "us_per_step": 1e6 * dt / n}
+            rows.append(row)
+            log(f"batch {batch:3d}  length {length:6d}   {row['chars_per_s']:10.0f} chars/s   "
+                f"{row['us_per_step']:8.1f} us per step (prefix warm-up included)")
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n".join(__doc__.splitlines()[1:]))
+    ap.add_argument("--quick", action="store_true", help="a smaller, faster run")
+    ap.add_argument("--json", metavar="PATH", default="benchmark-results.json", help="where to write the results")
+    ap.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")
+    ap.add_argument("--data-dir", help="corpora folder (as charrnn train --data-dir)")
+    ap.add_argument("--mirror", help="corpus mirror (as charrnn train --mirror)")
+    ap.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "charrnn-bench"),
+                    help="where the memory section writes its big corpora (kept for the next run)")
+    args = ap.parse_args(argv)
+    data = {"data_dir": args.data_dir, "mirror": args.mirror}
+    sections = args.only or list(SECTIONS)
+    results = {"machine": machine(), "quick": args.quick, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    m = results["machine"]
+    print(f"# {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['threads']} threads), cuda: {m['cuda']}")
+
+    if "throughput" in sections:
+        import throughput
+
+        print("\n## Training throughput (chars/s; overhead = raw / charrnn - 1)")
+        print(throughput.HEADER)
+        results["throughput"] = throughput.run(args.quick, data)
+    if "sampling" in sections:
+        print("\n## Sampling speed (charrnn.sample.generate, 1x512 LSTM)")
+        results["sampling"] = sampling(args.quick, data)
+    if "memory" in sections:
+        import footprint
+        from charrnn import corpora
+
+        print("\n## Memory and start-up on big corpora (20 training steps, fresh process)")
+        try:
+            _, src = corpora.resolve_corpus("tinyshakespeare", corpora.data_dir(args.data_dir), args.mirror)
+        except Exception:
+            src = None
+        results["memory"] = footprint.run([100] if args.quick else [100, 1000], Path(args.work_dir),
+                                          Path(src) if src else None)
+    if "quality" in sections:
+        print("\n## Time to quality (tinyshakespeare, 90/10, whole command)")
+        results["quality"] = quality(args.quick, data)
+    Path(args.json).write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
