@@ -158,13 +158,15 @@ def _encode(path: Path, stem: Path, opts: dict, vocab: Vocab | None) -> tuple[Vo
     ids_path = stem.with_suffix(".npy")
     tmp = ids_path.with_name(f".{ids_path.name}.{os.getpid()}.tmp")
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=vocab.dtype, shape=(n,))
-        at = 0
-        for text in text_chunks(path, **opts):
-            out[at : at + len(text)] = vocab.encode(text)  # raises on characters outside a given vocab
-            at += len(text)
-        out.flush()
-        del out
+        header = np.lib.format.open_memmap(tmp, mode="w+", dtype=vocab.dtype, shape=(n,))
+        start = header.offset  # where the data begins, after the .npy header
+        del header
+        # Plain writes, not a writable memmap: written pages of a mapping count as this process's resident
+        # memory (the whole corpus by the end), written pages of a file only as the OS's cache.
+        with open(tmp, "r+b") as f:
+            f.seek(start)
+            for text in text_chunks(path, **opts):
+                f.write(vocab.encode(text).tobytes())  # raises on characters outside a given vocab
         os.replace(tmp, ids_path)
     except BaseException:
         tmp.unlink(missing_ok=True)
