@@ -374,6 +374,58 @@ def gradcheck(
     console.print(f"gradcheck passed: all {len(report.rows)} comparisons within tolerance ({tols})")
 
 
+# ------------------------------------------------------------------------------------------ diagnose
+
+
+@app.command()
+def diagnose(
+    ckpt: Optional[str] = typer.Argument(None, metavar="CKPT", help="A run directory or .pt file (its val split is scored unless --text)."),
+    text: Optional[Path] = typer.Option(None, "--text", help="Measure on this UTF-8 file (required with --model-factory)."),
+    model_factory: Optional[str] = typer.Option(None, "--model-factory", help="module:function or path/file.py:function returning your own model (forward(x, state), begin_state, vocab)."),
+    max_chars: int = typer.Option(50_000, "--max-chars", help="Characters scored per check, at most."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Window for reset vs carry \\[default: the run's --seq-len, else 64]."),
+    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda | mps"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampled windows and perturbations."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
+    json_out: bool = typer.Option(False, "--json", help="Print {verdict, checks: [{id, section, status, values, message, advice}]} on stdout."),
+):
+    """Why is the loss flat or rising? Measure normalisation, hidden-state handling and gradients of a trained model."""
+    from rich.markup import escape
+
+    from charrnn.diagnose import SECTIONS, DiagnoseOptions, diagnose_checkpoint, diagnose_factory
+
+    if (ckpt is None) == (model_factory is None):
+        raise CharRNNError("give a checkpoint or --model-factory module:function (one of them)")
+    if model_factory is not None and text is None:
+        raise CharRNNError("--model-factory needs --text FILE to measure on")
+    opts = DiagnoseOptions(max_chars=max_chars, device=device, seed=seed, seq_len=seq_len, data_dir=data_dir)
+    with console.status("diagnosing", spinner="dots") as status:
+        def progress(check):
+            status.update(f"diagnosing: {check.id} {check.status}")
+
+        if model_factory is not None:
+            report = diagnose_factory(model_factory, text, opts, on_check=progress)
+        else:
+            report = diagnose_checkpoint(ckpt, text, opts, on_check=progress)
+    if json_out:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    colour = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+    subj = report.subject
+    console.print(f"[{colour[report.verdict]}]{escape(report.summary)}[/]")
+    what = subj.get("checkpoint") or subj.get("factory")
+    console.print(f"[dim]{escape(str(what))}: {escape(str(subj.get('model')))}, vocab {subj.get('vocab_size')}; "
+                  f"text {escape(str(subj.get('text')))} ({subj.get('text_chars'):,} chars, up to {opts.max_chars:,} scored per check); "
+                  f"{report.seconds:.1f}s[/]")
+    for section, title in SECTIONS.items():
+        console.print(f"\n[bold]{title}[/]")
+        for c in (c for c in report.checks if c.section == section):
+            console.print(f"  [{colour[c.status]}]{c.status.upper():4}[/] [bold]{c.id}[/]  {escape(c.message)}")
+            if c.status in ("warn", "fail") and c.advice:
+                console.print(f"        [italic]→ {escape(c.advice)}[/]")
+    if report.failed:
+        raise CharRNNError(f"diagnose: {len(report.failed)} check(s) failed: {', '.join(c.id for c in report.failed)}", exit_code=1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script. Click reports usage errors itself (exit 2), the app turns
     CharRNNError into one line; anything unexpected also becomes one line (CHARRNN_DEBUG=1: traceback)."""

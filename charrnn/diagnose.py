@@ -1,0 +1,302 @@
+"""`charrnn diagnose`: why a character model's loss is flat or rising, measured on the trained model.
+
+    report = diagnose_checkpoint("runs/tinyshakespeare-lstm")            # its val split
+    report = diagnose_factory("mymodel.py:build", "input.txt")           # a user's own model
+    report.verdict                      # "ok" | "warn" | "fail"
+    for check in report.checks: ...     # Check(id, section, status, values, message, advice)
+    report.to_dict()                    # what --json prints
+
+Three sections, each a set of checks with stable ids (see README, "diagnose"):
+
+    loss   normalisation: recomputed vs recorded val loss, batch-partition invariance, baselines
+           (uniform, unigram), the recorded curves, a worked example of the classic mistakes
+    state  hidden-state reset: row independence, call independence, reset vs carry (against the
+           run's sampling scheme x state policy), warm-up profile, memory horizon
+    grad   gradient health: ||dL/dh_t|| against distance, spectral radius of the recurrent matrices,
+           saturated units, the recorded gradient norms / clipping / learning rate
+
+The measurements live in `charrnn.diagnose_measure`, the checks that judge them (every threshold a named
+constant) in `charrnn.diagnose_checks`; this module prepares what is diagnosed and runs the checks.
+The engine returns data and never prints; `charrnn.cli` renders the report.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from charrnn import diagnose_measure as m
+from charrnn.diagnose_checks import CHECK_IDS, CHECKS, SECTIONS, STATUSES, Check, Context, plain, probe
+from charrnn.errors import CharRNNError
+
+@dataclass(frozen=True)
+class DiagnoseOptions:
+    """What to measure with: a sample of the text (characters scored per check), device and seed."""
+
+    max_chars: int = 50_000
+    device: str = "cpu"
+    seed: int = 0
+    seq_len: int | None = None  # reset-vs-carry window; default: the run's --seq-len, else 64
+    data_dir: str | None = None
+
+    def __post_init__(self):
+        if self.max_chars < 1000:
+            raise CharRNNError("--max-chars must be at least 1000")
+        if self.seq_len is not None and self.seq_len < 1:
+            raise CharRNNError("--seq-len must be at least 1")
+
+
+@dataclass
+class Diagnosis:
+    subject: dict[str, Any]
+    checks: list[Check] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        statuses = {c.status for c in self.checks}
+        return "fail" if "fail" in statuses else "warn" if "warn" in statuses else "ok"
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "fail"]
+
+    @property
+    def summary(self) -> str:
+        """The one-line verdict: the first failure (else warning) in plain words."""
+        bad = self.failed or [c for c in self.checks if c.status == "warn"]
+        counts = {s: sum(c.status == s for c in self.checks) for s in STATUSES}
+        tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        if not bad:
+            return f"ok: no problem found ({tally})"
+        return f"{self.verdict}: {bad[0].message} [{bad[0].id}] ({tally})"
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "summary": self.summary, "subject": plain(self.subject),
+                "seconds": self.seconds, "checks": [c.to_dict() for c in self.checks]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# what is diagnosed
+
+
+@dataclass
+class Subject:
+    """A model, the text to measure it on, and what its training recorded (None for a user's model)."""
+
+    model: Any
+    ids: torch.Tensor  # (N,) character ids of the text to score
+    vocab_size: int
+    description: dict[str, Any]
+    ckpt: dict | None = None
+    train_config: Any = None  # TrainConfig of a charrnn run
+    metrics: list[dict] | None = None
+    metrics_path: str | None = None
+    val_ids: torch.Tensor | None = None  # the run's val split, for the recorded-loss check
+    val_note: str | None = None  # why val_ids is None
+
+
+def diagnose_checkpoint(target, text: str | Path | None = None, options: DiagnoseOptions = DiagnoseOptions(),
+                        on_check: Callable[[Check], None] | None = None) -> Diagnosis:
+    """Diagnose a charrnn checkpoint on its val split (train split when it has none) or on `text`."""
+    from charrnn.checkpoint import load_model
+    from charrnn.config import TrainConfig
+    from charrnn.data import Vocab, preprocess, read_text
+    from charrnn.train import resolve_device
+
+    device = resolve_device(options.device)
+    model, ckpt = load_model(target, device)
+    vocab = Vocab(tuple(ckpt["vocab"]))
+    tcfg_dict = ckpt.get("train_config")
+    tcfg = TrainConfig(**tcfg_dict) if isinstance(tcfg_dict, dict) else None
+    pre = ckpt.get("preprocessing") or {}
+    corpus, corpus_error = None, None
+    if tcfg is not None:
+        try:
+            corpus = _corpus_of(ckpt, tcfg, vocab, options.data_dir)
+        except CharRNNError as e:
+            corpus_error = str(e)
+    if text is not None:
+        raw = read_text(text, pre.get("encoding_errors", "strict"))
+        ids = vocab.encode(preprocess(raw, pre.get("lowercase", False), pre.get("letters_only", False)))
+        source = str(text)
+    elif corpus is not None:
+        split = "val" if len(corpus.val) > 1 else "train"
+        ids, source = getattr(corpus, split), f"{corpus.name} {split} split"
+    else:
+        raise CharRNNError(f"{ckpt['path']}: cannot read its training corpus ({corpus_error or 'none recorded'}); use --text FILE")
+    metrics_path = Path(ckpt["path"]).parent / "metrics.jsonl"
+    metrics = m.read_metrics(metrics_path) if metrics_path.is_file() else None
+    mc = ckpt["model_config"]
+    pos = ckpt.get("position") or {}
+    description = {
+        "kind": "checkpoint", "checkpoint": ckpt["path"],
+        "model": f"{mc['model']} {mc['layers']}x{mc['hidden']} ({mc.get('impl', 'torch')})",
+        "vocab_size": len(vocab), "step": pos.get("step"), "text": source, "text_chars": int(len(ids)),
+        "training": {k: getattr(tcfg, k) for k in ("sampling", "state", "seq_len", "batch_size", "optimizer", "lr", "clip")}
+        | {"state_policy": tcfg.state_policy()} if tcfg else None,
+        "metrics": str(metrics_path) if metrics is not None else None,
+    }
+    val_ids = None
+    val_note = None
+    if corpus is not None and len(corpus.val) > 1:
+        val_ids = torch.as_tensor(np.asarray(corpus.val).astype(np.int64))
+    else:
+        val_note = corpus_error or ("the run has no val split (--val-frac 0)" if corpus is not None else "no training config recorded")
+    subject = Subject(model, torch.as_tensor(np.asarray(ids).astype(np.int64)), len(vocab), description, ckpt, tcfg,
+                      metrics, str(metrics_path) if metrics is not None else None, val_ids, val_note)
+    return run_checks(subject, options, on_check)
+
+
+def _corpus_of(ckpt, tcfg, vocab, data_dir):
+    """The run's corpus re-split as in training (recorded path, preprocessing, fractions), encoded with
+    the checkpoint's vocabulary: what `charrnn eval` does."""
+    from charrnn.data import prepare_corpus
+
+    name = (ckpt.get("corpus") or {}).get("path") or tcfg.corpus
+    return prepare_corpus(replace(tcfg, corpus=name, data_dir=data_dir or tcfg.data_dir), vocab=vocab)
+
+
+def load_factory(spec: str):
+    """`module:function` (importable from the current directory) or `path/to/file.py:function`; the
+    function is called with no arguments and returns the model."""
+    module_name, sep, func_name = spec.rpartition(":")
+    if not sep or not module_name or not func_name:
+        raise CharRNNError(f"--model-factory must be module:function or path/to/file.py:function (got {spec!r})")
+    try:
+        if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+            path = Path(module_name)
+            if not path.is_file():
+                raise CharRNNError(f"--model-factory: file not found: {path}")
+            mod_spec = importlib.util.spec_from_file_location(f"_charrnn_factory_{path.stem}", path)
+            module = importlib.util.module_from_spec(mod_spec)
+            sys.path.insert(0, str(path.resolve().parent))
+            try:
+                mod_spec.loader.exec_module(module)
+            finally:
+                sys.path.remove(str(path.resolve().parent))
+        else:
+            cwd = str(Path.cwd())
+            if cwd not in sys.path:
+                sys.path.insert(0, cwd)
+            module = importlib.import_module(module_name)
+    except CharRNNError:
+        raise
+    except Exception as e:  # the user's module failed to import: their code, their message
+        raise CharRNNError(f"--model-factory: cannot import {module_name}: {type(e).__name__}: {e}") from None
+    fn = getattr(module, func_name, None)
+    if not callable(fn):
+        raise CharRNNError(f"--model-factory: {module_name} has no function {func_name!r}")
+    try:
+        model = fn()
+    except Exception as e:
+        raise CharRNNError(f"--model-factory: {spec}() raised {type(e).__name__}: {e}") from None
+    for attr in ("begin_state", "vocab"):
+        if not hasattr(model, attr):
+            raise CharRNNError(f"--model-factory: the model from {spec} has no {attr!r} (needed: forward(x, state) -> "
+                               "(logits, state), begin_state(batch_size, device), vocab)")
+    if not callable(model):
+        raise CharRNNError(f"--model-factory: {spec} returned {type(model).__name__}, which cannot be called as model(x, state)")
+    return model
+
+
+def vocab_chars(vocab) -> list[str]:
+    """A user model's vocabulary in id order: a string, a list of tokens, a d2l Vocab (idx_to_token) or a
+    charrnn Vocab."""
+    for attr in ("idx_to_token", "chars", "itos"):
+        if hasattr(vocab, attr):
+            vocab = getattr(vocab, attr)
+            break
+    if isinstance(vocab, str):
+        return list(vocab)
+    try:
+        tokens = [str(t) for t in vocab]
+    except TypeError:
+        raise CharRNNError("the model's vocab must be its characters in id order (a string or a list)") from None
+    if not tokens:
+        raise CharRNNError("the model's vocab is empty")
+    return tokens
+
+
+def encode_for(tokens: list[str], text: str) -> tuple[np.ndarray, int]:
+    """Ids of `text` in a user vocabulary; unknown characters map to '<unk>' when it has one. Returns
+    (ids, how many characters were unknown)."""
+    index = {t: i for i, t in enumerate(tokens) if len(t) == 1}
+    unk = next((i for i, t in enumerate(tokens) if t == "<unk>"), None)
+    ids = np.fromiter((index.get(c, -1) for c in text), dtype=np.int64, count=len(text))
+    unknown = int((ids < 0).sum())
+    if unknown:
+        if unk is None:
+            missing = list(dict.fromkeys(c for c in text if c not in index))
+            shown = ", ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise CharRNNError(f"the text has {len(missing)} character(s) not in the model's vocab and it has no '<unk>' entry: {shown}")
+        ids[ids < 0] = unk
+    return ids, unknown
+
+
+def diagnose_factory(spec: str, text: str | Path, options: DiagnoseOptions = DiagnoseOptions(),
+                     on_check: Callable[[Check], None] | None = None) -> Diagnosis:
+    """Diagnose a user's own model (see `load_factory`) on a text file."""
+    return diagnose_model(load_factory(spec), text, options, on_check, source=spec)
+
+
+def diagnose_model(model, text: str | Path, options: DiagnoseOptions = DiagnoseOptions(),
+                   on_check: Callable[[Check], None] | None = None, source: str | None = None) -> Diagnosis:
+    """Diagnose a model object that follows the interface and has a `vocab`, on a text file. Checks that
+    need a training record are skipped."""
+    from charrnn.data import read_text
+    from charrnn.train import resolve_device
+
+    device = resolve_device(options.device)
+    if isinstance(model, torch.nn.Module):
+        model = model.to(device)
+    tokens = vocab_chars(model.vocab)
+    raw = read_text(text)
+    ids, unknown = encode_for(tokens, raw)
+    vocab_size = int(getattr(model, "vocab_size", len(tokens)))
+    description = {"kind": "factory", "factory": source or type(model).__name__, "model": type(model).__name__,
+                   "vocab_size": vocab_size, "text": str(text), "text_chars": int(len(ids)), "unknown_chars": unknown,
+                   "unknown_share": unknown / max(len(ids), 1)}
+    subject = Subject(model, torch.as_tensor(ids), vocab_size, description, val_note="a model from --model-factory has no recorded training")
+    return run_checks(subject, options, on_check)
+
+
+# ---------------------------------------------------------------------------------------------------
+# running the checks
+
+
+def run_checks(subject: Subject, options: DiagnoseOptions = DiagnoseOptions(),
+               on_check: Callable[[Check], None] | None = None) -> Diagnosis:
+    """Run every check on a prepared subject, in report order."""
+    t0 = time.perf_counter()
+    if hasattr(subject.model, "eval"):
+        subject.model.eval()  # dropout off: the model as evaluation and sampling see it
+    if len(subject.ids) < 200:
+        raise CharRNNError(f"the text has {len(subject.ids)} characters; diagnose needs at least 200")
+    ctx = Context(subject, options)
+    probe(ctx)
+    report = Diagnosis(subject.description | {"chars_scored_max": options.max_chars, "seq_len": ctx.T,
+                                              "device": str(ctx.device), "seed": options.seed})
+    for check_fn in CHECKS:
+        try:
+            result = check_fn(ctx)
+        except CharRNNError:
+            raise
+        except Exception as e:  # one measurement failing must not hide the others
+            cid, section = CHECK_IDS[check_fn.__name__]
+            result = Check(cid, section, "skip", {"error": f"{type(e).__name__}: {e}"},
+                           f"could not be measured on this model: {type(e).__name__}: {e}",
+                           "run with CHARRNN_DEBUG=1 and report it if the model follows the interface")
+        report.checks.append(result)
+        if on_check:
+            on_check(result)
+    report.seconds = time.perf_counter() - t0
+    return report
