@@ -76,7 +76,7 @@ class TrainDisplay:
     def on_log(self, d):
         if self.progress is None:
             return
-        info = (f"step {d['step']:,} ep {d['epoch'] + 1} loss {_fmt(d['train_loss'])} bpc {_fmt(d['bpc'], 3)} "
+        info = (f"step {d['step']:,} ep {d['epoch']:.2f} loss {_fmt(d['train_loss'])} bpc {_fmt(d['bpc'], 3)} "
                 f"{d['chars_per_sec']:,.0f} ch/s")
         self.progress.update(self.task, completed=self._completed(d["step"], d.get("progress", 0.0)), info=info)
 
@@ -87,7 +87,7 @@ class TrainDisplay:
             self.console.print(f"[bold]{'step':>8} {'epoch':>6} {'train loss':>10} {'val loss':>9} {'val bpc':>8} {'val ppl':>8} {'time':>7}[/]")
             self.header_printed = True
         self.console.print(
-            f"{d['step']:>8,} {d['epoch'] + 1:>6} {_fmt(d.get('train_loss')):>10} {_fmt(d.get('val_loss')):>9} "
+            f"{d['step']:>8,} {d['epoch']:>6.2f} {_fmt(d.get('train_loss')):>10} {_fmt(d.get('val_loss')):>9} "
             f"{_fmt(d.get('bpc'), 3):>8} {_fmt(d.get('perplexity'), 2):>8} {d['time']:>6.1f}s"
         )
 

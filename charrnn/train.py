@@ -227,6 +227,10 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t_start
 
+    def epochs_done() -> float:
+        """Epochs completed, fractional: what every metrics event calls "epoch"."""
+        return round(epoch + k / max(steps_per_epoch, 1), 4)
+
     def local_progress() -> float:
         return max(step / step_budget if step_budget else 0.0, elapsed() / budget_s if budget_s else 0.0)
 
@@ -276,7 +280,7 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
         nonlocal acc, t_log
         now = time.perf_counter()
         rep = LossReport(acc["nll"], acc["chars"])
-        record("log", {"step": step, "epoch": epoch, "chars": step * tokens_per_step,
+        record("log", {"step": step, "epoch": epochs_done(), "chars": step * tokens_per_step,
                        "train_loss": rep.loss, "bpc": rep.bpc, "lr": optimizer.param_groups[0]["lr"],
                        "grad_norm": acc["gn"] / max(acc["steps"], 1), "clipped": acc["clipped"] / max(acc["steps"], 1),
                        "chars_per_sec": acc["chars"] / max(now - t_log, 1e-9), "time": elapsed(),
@@ -292,7 +296,7 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
             ddp.barrier()
             t_log += time.perf_counter() - t0
             return
-        data = {"step": step, "epoch": epoch, "chars": step * tokens_per_step, "time": elapsed()}
+        data = {"step": step, "epoch": epochs_done(), "chars": step * tokens_per_step, "time": elapsed()}
         if len(corpus.val) > 1:
             last_val = evaluate_ids(model, corpus.val, device, chunk=max(cfg.seq_len, 128))
             data.update(val_loss=last_val.loss, bpc=last_val.bpc, perplexity=last_val.perplexity, val_chars=last_val.chars)
@@ -394,7 +398,7 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
     total = elapsed()
     summary = {
         "run_dir": str(run_dir), "corpus": corpus.name, "model": mcfg.model, "impl": mcfg.impl,
-        "params": count_parameters(model), "device": str(device), "steps": step, "epochs": epoch + k / max(steps_per_epoch, 1),
+        "params": count_parameters(model), "device": str(device), "steps": step, "epochs": epochs_done(),
         "chars": step * tokens_per_step, "seconds": total, "interrupted": interrupted,
         "train_loss": (last_epoch or LossReport(ep_acc["nll"], ep_acc["chars"])).loss,
         "val_loss": last_val.loss if last_val else None, "val_bpc": last_val.bpc if last_val else None,
