@@ -527,8 +527,9 @@ def check_reset_vs_carry(ctx: Context) -> Check:
                          "state drifts where the model was not trained (evaluation and sampling carry it over long text)",
                          "train with carried state (--sampling sequential) or keep windows short and reset at evaluation"))
     elif policy == "carry" and not carry_helps:
-        findings.append(("warn", f"carrying the state across contiguous windows does not help ({gain_c:+.4f} ± {se_c:.4f}) although the "
-                         "model was trained to carry it: it does not use context beyond one window",
+        findings.append(("warn", f"carrying the state across contiguous windows helps little ({gain_c:+.4f} ± {se_c:.4f} nats/char, "
+                         f"under {100 * MATERIAL:.1f}% of the loss) although the model was trained to carry it: it hardly uses "
+                         "context beyond one window",
                          "check that the state is really passed from batch to batch in training; see state.memory_horizon"))
     if shuf_beats and policy != "carry":
         findings.append(("warn", f"a state left by unrelated text beats a fresh begin_state by {gain_s:.3f} nats/char: the model has "
