@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 from charrnn import __version__
 from charrnn.config import ModelConfig
 from charrnn.errors import CharRNNError
-from charrnn.models import CharRNN
+from charrnn.models import CharRNN, resolve_impl
 
 FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 1
@@ -107,7 +108,8 @@ def load_model(target: str | Path, device: str | torch.device = "cpu", impl: str
     """Build the model a checkpoint describes and load its weights. `impl` may switch between the
     torch and scratch engines: they share parameter names and layout."""
     ckpt = load_checkpoint(target, prefer)
-    model = CharRNN(model_config(ckpt, impl=impl))
+    cfg = model_config(ckpt, impl=impl)
+    model = CharRNN(replace(cfg, impl=resolve_impl(cfg.model, cfg.impl, device)))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:

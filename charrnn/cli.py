@@ -136,7 +136,7 @@ def train(
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run in this directory (or .pt) where it stopped.", rich_help_panel="Run"),
     out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory \\[default: runs/<corpus>-<model>].", rich_help_panel="Run"),
     model: Optional[str] = typer.Option(None, "--model", help="rnn | gru | lstm  \\[default: lstm]", rich_help_panel="Model"),
-    impl: Optional[str] = typer.Option(None, "--impl", help="torch (fused) | scratch (hand-written BPTT)  \\[default: torch]", rich_help_panel="Model"),
+    impl: Optional[str] = typer.Option(None, "--impl", help="auto | torch (fused kernels) | scratch (hand-written BPTT)  \\[default: auto: scratch for rnn and gru on CPU, where it is faster; torch otherwise]", rich_help_panel="Model"),
     hidden: Optional[int] = typer.Option(None, "--hidden", help="Hidden units per layer  \\[default: 512]", rich_help_panel="Model"),
     layers: Optional[int] = typer.Option(None, "--layers", help="Recurrent layers  \\[default: 1]", rich_help_panel="Model"),
     embed: Optional[int] = typer.Option(None, "--embed", help="Embedding width; 0 = one-hot input as d2l  \\[default: 0]", rich_help_panel="Model"),
@@ -179,6 +179,7 @@ def train(
 ):
     from charrnn.config import load_preset, load_yaml, preset_names
     from charrnn.display import TrainDisplay
+    from charrnn.distributed import is_main_process
     from charrnn.train import train as run_training
 
     if list_presets:
@@ -195,10 +196,12 @@ def train(
     options.update(flags)
     display = TrainDisplay(console, quiet=quiet)
     summary = run_training(options, resume=resume, on_event=display)
-    if json_out:
-        print(json.dumps(summary))
+    if is_main_process():  # under torchrun, rank 0 speaks for every process
+        if json_out:
+            print(json.dumps(summary))
+        if summary["interrupted"]:
+            console.print(f"resume with: charrnn train --resume {summary['run_dir']}")
     if summary["interrupted"]:
-        console.print(f"resume with: charrnn train --resume {summary['run_dir']}")
         raise typer.Exit(130)
 
 
@@ -226,7 +229,7 @@ def sample(
     num_samples: int = typer.Option(1, "--num-samples", min=1, help="Independent samples, generated together as one batch."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Same seed, same text  \\[default: random]"),
     device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda | mps"),
-    impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch or scratch layers."),
+    impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch, scratch or auto layers \\[default: the one it was trained with]."),
     json_out: bool = typer.Option(False, "--json", help="Print {prefix, samples, seed, ...} as JSON instead of streaming."),
 ):
     """Generate text from a checkpoint, continuing --prefix."""
@@ -276,7 +279,7 @@ def eval_(
     text: Optional[Path] = typer.Option(None, "--text", help="Score this UTF-8 file (preprocessed as in training)."),
     split_name: Optional[str] = typer.Option(None, "--split", help="train | val | test of the training corpus  \\[default: val]"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
-    impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch or scratch layers."),
+    impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch, scratch or auto layers \\[default: the one it was trained with]."),
     init_std: Optional[float] = typer.Option(None, "--init-std", help="0 = torch's default init; >0 = weights ~ N(0, std²), biases 0 (d2l: 0.01).", rich_help_panel="Model"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
     json_out: bool = typer.Option(False, "--json", help="Print {loss, bpc, perplexity, chars, ...} as JSON."),

@@ -18,7 +18,7 @@ import yaml
 from charrnn.errors import CharRNNError
 
 MODELS = ("rnn", "gru", "lstm")
-IMPLS = ("torch", "scratch")
+IMPLS = ("auto", "torch", "scratch")
 SAMPLINGS = ("random", "sequential")
 STATES = ("auto", "reset", "carry")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -40,7 +40,7 @@ class ModelConfig:
     """The architecture: enough to rebuild the network from a checkpoint, nothing more."""
 
     model: str = "lstm"  # rnn (tanh) | gru | lstm
-    impl: str = "torch"  # torch's fused modules | scratch (hand-written BPTT); same parameters either way
+    impl: str = "auto"  # torch's fused modules | scratch (hand-written BPTT) | auto; same parameters either way
     vocab_size: int = 0  # set from the corpus
     hidden: int = 512
     layers: int = 1

@@ -114,3 +114,8 @@ def setup(device: str, batch_size: int) -> DistContext | None:
 def teardown(ctx: DistContext | None) -> None:
     if ctx is not None and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def is_main_process() -> bool:
+    """True outside torchrun, and in torchrun's rank 0: the one process that writes and prints."""
+    return int(os.environ.get("RANK", "0")) == 0

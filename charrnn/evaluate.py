@@ -56,23 +56,25 @@ def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 25
 
     Each stream starts from zero state, and its first characters are scored with little context, so
     by default streams are at least MIN_STREAM characters long (and at most MAX_STREAMS run at once)."""
-    ids = torch.as_tensor(np.asarray(ids)).long()
-    n = len(ids) - 1
+    arr = np.asarray(ids)  # may be a read-only memmap: gathered chunk by chunk, never converted whole
+    n = len(arr) - 1
     if n < 1:
         return LossReport(0.0, 0)
     if streams is None:
         streams = max(1, min(MAX_STREAMS, n // MIN_STREAM))
     rows, cols = stream_layout(n, streams)
-    pad = rows * cols - n
-    x = F.pad(ids[:-1], (0, pad)).view(rows, cols)  # (rows, cols): row r is one stretch of the text
-    y = F.pad(ids[1:], (0, pad)).view(rows, cols)
-    mask = (torch.arange(rows * cols) < n).view(rows, cols)  # the padding scores nothing
+    starts = np.arange(rows)[:, None] * cols  # (rows, 1): row r is the stretch [r*cols, (r+1)*cols)
     was_training = model.training
     model.eval()
     state = model.begin_state(rows, device)
     total = torch.zeros((), dtype=torch.float64, device=device)
     for s in range(0, cols, chunk):
-        xb, yb, mb = (t[:, s : s + chunk].to(device) for t in (x, y, mask))
+        pos = starts + np.arange(s, min(s + chunk, cols))  # (rows, t) input positions
+        valid = pos < n  # the ragged end of the last rows scores nothing
+        pos = np.minimum(pos, n - 1)
+        xb = torch.from_numpy(arr[pos].astype(np.int64)).to(device)
+        yb = torch.from_numpy(arr[pos + 1].astype(np.int64)).to(device)
+        mb = torch.from_numpy(valid).to(device)
         logits, state = model(xb, state)  # (rows, t, V)
         nll = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none")
         total += (nll * mb.flatten()).sum(dtype=torch.float64)

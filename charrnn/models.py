@@ -13,7 +13,8 @@ Training, sampling, evaluation, gradcheck and diagnose only use `forward`, `begi
 `vocab_size`, so a user's own model with the same two methods works with them too.
 
 The recurrent core is torch's fused nn.RNN/GRU/LSTM (`impl="torch"`) or our from-scratch layers with
-hand-written backpropagation through time (`impl="scratch"`, `charrnn.scratch`). Both have the same
+hand-written backpropagation through time (`impl="scratch"`, `charrnn.scratch`); `impl="auto"` picks
+the faster one for the cell and device (`resolve_impl`). Both have the same
 parameter names, shapes and gate order, so a checkpoint trained with one loads into the other.
 """
 
@@ -28,10 +29,21 @@ from charrnn.config import ModelConfig
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 _TORCH_CORES = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+_CELLS = {"rnn": torch.rnn_tanh_cell, "gru": torch.gru_cell, "lstm": torch.lstm_cell}  # same layout, one step
+
+
+def resolve_impl(model: str, impl: str, device: torch.device | str) -> str:
+    """'auto' -> the faster engine for this cell and device, as measured by benchmarks/run.py: on CPU
+    our scratch RNN and GRU train faster than torch's (which has a fused oneDNN kernel for the LSTM
+    only); on a GPU, cuDNN's fused kernels. 'torch' and 'scratch' are kept as given."""
+    if impl != "auto":
+        return impl
+    return "scratch" if torch.device(device).type == "cpu" and model in ("rnn", "gru") else "torch"
 
 
 def make_core(cfg: ModelConfig, input_size: int) -> nn.Module:
-    """The recurrent stack, batch-first, with torch's parameter layout whatever the implementation."""
+    """The recurrent stack, batch-first, with torch's parameter layout whatever the implementation.
+    An unresolved 'auto' builds torch's module (see resolve_impl, which needs the device)."""
     kwargs = dict(num_layers=cfg.layers, dropout=cfg.dropout if cfg.layers > 1 else 0.0)
     if cfg.impl == "scratch":
         from charrnn.scratch import SCRATCH_LAYERS
@@ -80,6 +92,32 @@ class CharRNN(nn.Module):
             inp = F.one_hot(x.long(), self.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
         out, state = self.rnn(inp, state)  # (B, T, H)
         return self.head(self.drop(out)), state
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Inference, one character per sequence: x (N,) ids -> logits (N, V) and the new state.
+
+        The same maths as `forward` on a length-1 sequence in eval mode (call it under torch.no_grad()),
+        through torch's single-step cell kernels: a sequence call costs several times more for one step,
+        and sampling makes one call per generated character."""
+        lstm = self.config.model == "lstm"
+        cell = _CELLS[self.config.model]
+        if self.embedding is not None:
+            inp = self.embedding(x)  # (N, E)
+        else:
+            inp = F.one_hot(x.long(), self.vocab_size).to(self.head.weight.dtype)  # (N, V)
+        hs, cs = state if lstm else (state, None)  # (L, N, H) each
+        new_h, new_c = [], []
+        for k in range(self.config.layers):
+            weights = [getattr(self.rnn, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            if lstm:
+                h, c = cell(inp, (hs[k], cs[k]), *weights)
+                new_c.append(c)
+            else:
+                h = cell(inp, hs[k], *weights)
+            new_h.append(h)
+            inp = h  # (N, H): the next layer's input (no dropout at inference)
+        h = torch.stack(new_h)  # (L, N, H)
+        return self.head(inp), ((h, torch.stack(new_c)) if lstm else h)
 
 
 def init_forget_bias(core: nn.Module, layers: int, hidden: int) -> None:

@@ -50,8 +50,12 @@ def next_ids(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
         drop = cum - sorted_logits.softmax(-1) >= top_p  # keep tokens until the mass before them reaches p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+    # inverse-CDF draw: one uniform per row, the first id whose cumulative probability exceeds it
+    # (right=True never picks a zero-probability id); cheaper than torch.multinomial for one draw per row
+    cum = logits.softmax(dim=-1).cpu().cumsum(dim=-1)  # (N, V)
+    u = torch.rand(cum.shape[0], 1, generator=generator, dtype=cum.dtype) * cum[:, -1:]  # (N, 1)
+    ids = torch.searchsorted(cum, u, right=True).clamp_(max=cum.shape[1] - 1)
+    return ids.squeeze(1).to(logits.device)
 
 
 def generate(model, vocab: Vocab, prefix: str = "", length: int = 200, temperature: float = 1.0,
@@ -76,14 +80,27 @@ def _generate(model, vocab, prefix, length, temperature, top_k, top_p, num_sampl
         # warm-up: everything but the last prefix character in one call; the last one is the first input
         if ids.shape[1] > 1:
             _, state = model(ids[:, :-1], state)
-        x = ids[:, -1:]  # (N, 1)
+        x = ids[:, -1]  # (N,)
+        step = _stepper(model)
         for _ in range(length):
-            logits, state = model(x, state)  # (N, 1, V)
-            nxt = next_ids(logits[:, -1], temperature, top_k, top_p, generator)  # (N,)
-            yield [vocab.chars[i] for i in nxt.tolist()]
-            x = nxt[:, None]
+            logits, state = step(x, state)  # (N, V)
+            x = next_ids(logits, temperature, top_k, top_p, generator)  # (N,)
+            yield [vocab.chars[i] for i in x.tolist()]
     finally:
         model.train(was_training)
+
+
+def _stepper(model):
+    """One character per row, (N,) ids -> (N, V) logits: `model.step` where the model has one
+    (CharRNN's fast single-step path), else a forward call on an (N, 1) input."""
+    if hasattr(model, "step"):
+        return model.step
+
+    def step(x, state):
+        logits, state = model(x[:, None], state)  # (N, 1, V)
+        return logits[:, -1], state
+
+    return step
 
 
 def sample_text(model, vocab: Vocab, prefix: str, length: int, generator: torch.Generator | None = None,

@@ -43,7 +43,7 @@ from charrnn.data import Batches, Vocab, prepare_corpus
 from charrnn import distributed
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import LossReport, evaluate_ids
-from charrnn.models import CharRNN, count_parameters, detach_state
+from charrnn.models import CharRNN, count_parameters, detach_state, resolve_impl
 from charrnn.sample import sample_text
 
 # Keys that may change when a run is resumed; everything else (architecture, data, batching, optimizer)
@@ -163,7 +163,7 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
 
     corpus = prepare_corpus(cfg, vocab=Vocab(tuple(ckpt["vocab"])) if ckpt else None,
                             notice=lambda m: emit(Event("notice", {"message": m})))
-    mcfg = replace(mcfg, vocab_size=len(corpus.vocab))
+    mcfg = replace(mcfg, vocab_size=len(corpus.vocab), impl=resolve_impl(mcfg.model, mcfg.impl, device))
     batches = Batches(corpus.train, cfg.batch_size, cfg.seq_len, cfg.sampling, cfg.seed, pin_memory=device.type == "cuda")
     policy = cfg.state_policy()
     if (why := cfg.state_mismatch()) is not None:

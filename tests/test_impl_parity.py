@@ -49,3 +49,15 @@ def test_a_checkpoint_crosses_engines(tmp_path, corpus):
     s = train({"max_steps": 30, "impl": "scratch"}, resume=str(run))
     assert s["steps"] == 30 and s["impl"] == "scratch"
     load_model(run, impl="torch")
+
+
+def test_auto_picks_the_faster_engine_and_records_it(tmp_path, corpus):
+    from charrnn.models import resolve_impl
+
+    assert resolve_impl("gru", "auto", "cpu") == resolve_impl("rnn", "auto", "cpu") == "scratch"
+    assert resolve_impl("lstm", "auto", "cpu") == "torch"
+    assert resolve_impl("gru", "auto", "cuda") == "torch"  # cuDNN's fused kernels on a GPU
+    assert resolve_impl("gru", "torch", "cpu") == "torch"  # an explicit choice is kept
+    s = train(tiny_options(corpus, tmp_path / "run", model="gru", max_steps=5))  # impl defaults to auto
+    assert s["impl"] == "scratch"
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model_config"]["impl"] == "scratch"

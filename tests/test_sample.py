@@ -94,3 +94,18 @@ def test_empty_prefix_starts_from_a_newline(model):
     counting = CountingModel(model)
     list(generate(counting, VOCAB, "", 5, generator=torch.Generator().manual_seed(0)))
     assert counting.lengths == [1] * 5
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("impl,embed", [("torch", 0), ("torch", 6), ("scratch", 0)])
+def test_one_step_path_equals_a_length_one_forward(kind, impl, embed):
+    torch.manual_seed(0)
+    m = CharRNN(ModelConfig(model=kind, impl=impl, vocab_size=9, hidden=12, layers=2, embed=embed, dropout=0.3)).eval()
+    x = torch.randint(0, 9, (4, 7))
+    _, state = m(x, m.begin_state(4))  # a non-zero state to step from
+    ids = torch.randint(0, 9, (4,))
+    want_logits, want_state = m(ids[:, None], state)
+    got_logits, got_state = m.step(ids, state)
+    torch.testing.assert_close(got_logits, want_logits[:, -1])
+    for a, b in zip(got_state if kind == "lstm" else (got_state,), want_state if kind == "lstm" else (want_state,)):
+        torch.testing.assert_close(a, b)
