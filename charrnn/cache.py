@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.data import Vocab, _code_points, preprocess
+from charrnn.data import Vocab, _code_points, decode_utf8, preprocess
 from charrnn.errors import CharRNNError
 
 CACHE_MIN_BYTES = 32 << 20  # smaller files are read into memory: encoding them takes well under a second
@@ -86,14 +86,7 @@ def text_chunks(path: Path, lowercase: bool = False, letters_only: bool = False,
                 pending = data
                 continue
             piece, pending = data[:cut], data[cut:]
-            try:
-                text = piece.decode("utf-8", errors=encoding_errors)
-            except UnicodeDecodeError as e:
-                bad = piece[e.start : e.start + 1].hex()
-                raise CharRNNError(
-                    f"{path} is not valid UTF-8: byte 0x{bad} at offset {offset + e.start} "
-                    "(fix the file, or pass --encoding-errors replace to replace invalid bytes with U+FFFD)"
-                ) from None
+            text = decode_utf8(piece, path, encoding_errors, offset)
             offset += cut
             if first:
                 text, first = text.removeprefix("\ufeff"), False

@@ -395,7 +395,8 @@ def diagnose(
     """Why is the loss flat or rising? Measure normalisation, hidden-state handling and gradients of a trained model."""
     from rich.markup import escape
 
-    from charrnn.diagnose import SECTIONS, DiagnoseOptions, diagnose_checkpoint, diagnose_factory
+    from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint, diagnose_factory
+    from charrnn.diagnose_checks import SECTIONS
 
     if (ckpt is None) == (model_factory is None):
         raise CharRNNError("give a checkpoint or --model-factory module:function (one of them)")

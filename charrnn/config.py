@@ -8,7 +8,7 @@ needs (data, optimisation, budgets, output). A YAML file is one flat mapping who
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any

@@ -49,15 +49,19 @@ def read_text(path: str | Path, encoding_errors: str = "strict") -> str:
         raise CharRNNError(f"{p} is a directory, not a text file") from None
     except OSError as e:
         raise CharRNNError(f"cannot read {p}: {e.strerror}") from None
+    return decode_utf8(raw, p, encoding_errors).removeprefix("\ufeff")  # a byte-order mark is not text
+
+
+def decode_utf8(raw: bytes, path, encoding_errors: str = "strict", offset: int = 0) -> str:
+    """Decode bytes read from `path` at `offset`; invalid UTF-8 names the file and the byte offset."""
     try:
-        text = raw.decode("utf-8", errors=encoding_errors)
+        return raw.decode("utf-8", errors=encoding_errors)
     except UnicodeDecodeError as e:
         bad = raw[e.start : e.start + 1].hex()
         raise CharRNNError(
-            f"{p} is not valid UTF-8: byte 0x{bad} at offset {e.start} "
+            f"{path} is not valid UTF-8: byte 0x{bad} at offset {offset + e.start} "
             "(fix the file, or pass --encoding-errors replace to replace invalid bytes with U+FFFD)"
         ) from None
-    return text.removeprefix("\ufeff")  # a byte-order mark is not part of the text
 
 
 _NON_LETTERS = re.compile(r"[\W\d_]+")  # any run of characters that are not letters (any script)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from charrnn import diagnose_measure as m
-from charrnn.diagnose_checks import CHECK_IDS, CHECKS, SECTIONS, STATUSES, Check, Context, plain, probe
+from charrnn.diagnose_checks import CHECK_IDS, CHECKS, STATUSES, Check, Context, plain, probe
 from charrnn.errors import CharRNNError
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def test_ctrl_c_then_resume_is_bit_for_bit_the_uninterrupted_run(tmp_path, sampl
     corpus = write_corpus(tmp_path, 4000)
     opts = dict(model="lstm", layers=2, dropout=0.2, sampling=sampling, max_steps=36, eval_every=8,
                 log_every=1, schedule="cosine", warmup=5)
-    full = train(tiny_options(corpus, tmp_path / "full", **opts))
+    train(tiny_options(corpus, tmp_path / "full", **opts))
     part = train(tiny_options(corpus, tmp_path / "part", **opts), on_event=_interrupt_at(13))
     assert part["interrupted"] and part["steps"] == 13
     assert load_checkpoint(tmp_path / "part", prefer="last")["position"]["step"] == 13
