@@ -236,15 +236,18 @@ def sample(
     import torch
 
     from charrnn.checkpoint import load_model
-    from charrnn.data import Vocab
+    from charrnn.data import Vocab, preprocess
     from charrnn.sample import generate
     from charrnn.train import resolve_device
 
     model, meta = load_model(ckpt, resolve_device(device), impl=impl)
     vocab = Vocab(tuple(meta["vocab"]))
     pre = meta.get("preprocessing") or {}
-    if pre.get("lowercase") or pre.get("letters_only"):
-        prefix = prefix.lower()  # the model only ever saw lower-case text
+    # the model only ever saw text preprocessed as its corpus was (lower-cased, non-letters to spaces)
+    seen = preprocess(prefix, pre.get("lowercase", False), pre.get("letters_only", False))
+    if seen != prefix:
+        console.print(f"note: the prefix was preprocessed as the training corpus was: {seen!r}", markup=False, highlight=False)
+        prefix = seen
     if seed is None:
         seed = int(torch.seed() % (2**31))
     g = torch.Generator().manual_seed(seed)
