@@ -246,7 +246,7 @@ def sample(
     # the model only ever saw text preprocessed as its corpus was (lower-cased, non-letters to spaces)
     seen = preprocess(prefix, pre.get("lowercase", False), pre.get("letters_only", False))
     if seen != prefix:
-        console.print(f"note: the prefix was preprocessed as the training corpus was: {seen!r}", markup=False, highlight=False)
+        console.print(f"note: the prefix was preprocessed as the training corpus was: {seen!r}", markup=False, highlight=False, soft_wrap=True)
         prefix = seen
     if seed is None:
         seed = int(torch.seed() % (2**31))
