@@ -182,3 +182,34 @@ def test_carry_that_hurts_is_flagged(text_file):
     assert v["loss_carry"] > v["loss_reset"]  # the carried count is larger, the lean stronger
     assert v["gain_carry"] < 0
     assert check.status == "warn" and "raises the loss" in check.message, check.message
+
+
+class TanhRNN(torch.nn.Module):
+    """A plain tanh RNN with fixed random weights times `scale`: a large scale drives the units to +-1."""
+
+    vocab = ["a", "b"]
+    vocab_size = 2
+
+    def __init__(self, scale: float, hidden: int = 16):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.W_xh = torch.nn.Parameter(torch.randn(2, hidden, generator=g) * scale)
+        self.W_hh = torch.nn.Parameter(torch.randn(hidden, hidden, generator=g) * scale / hidden**0.5)
+        self.W_hq = torch.nn.Parameter(torch.randn(hidden, 2, generator=g) * 0.1)
+
+    def begin_state(self, batch_size, device=None):
+        return torch.zeros(batch_size, self.W_hh.shape[0], device=device)
+
+    def forward(self, x, state):
+        out = []
+        for t in range(x.shape[1]):
+            state = torch.tanh(F.one_hot(x[:, t], 2).float() @ self.W_xh + state @ self.W_hh)
+            out.append(state @ self.W_hq)
+        return torch.stack(out, 1), state
+
+
+def test_saturated_tanh_units_are_flagged_and_moderate_ones_are_not(text_file):
+    saturated = by_id(diagnose_model(TanhRNN(scale=20.0), text_file, OPTS))["grad.saturation"]
+    assert saturated.status == "warn" and "saturated" in saturated.message, saturated.message
+    moderate = by_id(diagnose_model(TanhRNN(scale=0.3), text_file, OPTS))["grad.saturation"]
+    assert moderate.status == "ok", moderate.message
