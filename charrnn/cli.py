@@ -235,16 +235,13 @@ def sample(
     """Generate text from a checkpoint, continuing --prefix."""
     import torch
 
-    from charrnn.checkpoint import load_model
-    from charrnn.data import Vocab
+    from charrnn.checkpoint import load
+    from charrnn.device import resolve_device
     from charrnn.sample import generate
-    from charrnn.train import resolve_device
 
-    model, meta = load_model(ckpt, resolve_device(device), impl=impl)
-    vocab = Vocab(tuple(meta["vocab"]))
-    pre = meta.get("preprocessing") or {}
-    if pre.get("lowercase") or pre.get("letters_only"):
-        prefix = prefix.lower()  # the model only ever saw lower-case text
+    ck = load(ckpt, resolve_device(device), impl=impl)
+    model, vocab = ck.model, ck.vocab
+    prefix = ck.preprocessing.prefix(prefix)  # as the training text was prepared
     if seed is None:
         seed = int(torch.seed() % (2**31))
     g = torch.Generator().manual_seed(seed)
@@ -254,7 +251,7 @@ def sample(
         for chars in steps:
             texts = [t + c for t, c in zip(texts, chars)]
         if json_out:
-            print(json.dumps({"checkpoint": meta["path"], "prefix": prefix, "length": length, "temperature": temperature,
+            print(json.dumps({"checkpoint": ck.path, "prefix": prefix, "length": length, "temperature": temperature,
                               "top_k": top_k, "top_p": top_p, "seed": seed, "samples": texts}, ensure_ascii=False))
         else:
             for i, t in enumerate(texts):
@@ -280,7 +277,6 @@ def eval_(
     split_name: Optional[str] = typer.Option(None, "--split", help="train | val | test of the training corpus  \\[default: val]"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch, scratch or auto layers \\[default: the one it was trained with]."),
-    init_std: Optional[float] = typer.Option(None, "--init-std", help="0 = torch's default init; >0 = weights ~ N(0, std²), biases 0 (d2l: 0.01).", rich_help_panel="Model"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
     json_out: bool = typer.Option(False, "--json", help="Print {loss, bpc, perplexity, chars, ...} as JSON."),
 ):
