@@ -15,13 +15,12 @@ the saved one stopped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from charrnn.config import DEFAULT_EPOCHS, TrainConfig
 
-from charrnn.config import TrainConfig
-
-DEFAULT_EPOCHS = 10  # when no budget is given at all
+if TYPE_CHECKING:
+    import torch
 
 
 def _log_acc() -> dict:

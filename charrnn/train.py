@@ -51,7 +51,7 @@ from charrnn.evaluate import LossReport
 from charrnn.loop import Event, Trainer, run_loop
 from charrnn.models import CharRNN, count_parameters, resolve_impl
 from charrnn.optim import lr_at, make_optimizer  # noqa: F401  (lr_at re-exported)
-from charrnn.runstate import DEFAULT_EPOCHS, Budget, RunState  # noqa: F401
+from charrnn.runstate import Budget, RunState
 from charrnn.subscribers import default_subscribers
 
 # Keys that may change when a run is resumed; everything else (architecture, data, batching, optimizer)
