@@ -17,6 +17,7 @@ typed `Checkpoint`: the model (when a device is given), the vocabulary, both con
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -46,8 +47,10 @@ def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        buffer = io.BytesIO()  # serialised in memory first: torch's writer turns a failed write into an
+        torch.save(obj, buffer)  # opaque RuntimeError, a plain file write raises the OSError (ENOSPC) itself
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

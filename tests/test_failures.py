@@ -88,12 +88,34 @@ def test_a_save_killed_mid_way_leaves_a_temp_file_that_the_next_start_removes(ru
     assert load_checkpoint(run4, prefer="last")["position"]["step"] == 6
 
 
-def test_a_full_disk_is_one_line_exit_4_and_the_previous_checkpoint_loads(run4, monkeypatch):
-    def full(obj, f, *a, **k):
-        f.write(b"x" * 100)  # part of the file, then the disk is full
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+class _FullDisk:
+    """A file on a disk that fills up after `room` bytes: what a small tmpfs does to a save."""
 
-    monkeypatch.setattr(torch, "save", full)
+    def __init__(self, f, room: int = 1000):
+        self.f, self.room = f, room
+
+    def write(self, data) -> int:
+        n = len(memoryview(data).cast("B"))
+        if n > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= n
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def test_a_full_disk_is_one_line_exit_4_and_the_previous_checkpoint_loads(run4, monkeypatch):
+    import charrnn.checkpoint
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(charrnn.checkpoint.os, "fdopen", lambda fd, mode: _FullDisk(real_fdopen(fd, mode)))
     line = error_line(cli("train", "--resume", run4, "--max-steps", "8", "--quiet", code=EXIT_WRITE_FAILED))
     monkeypatch.undo()
     assert EXIT_WRITE_FAILED == 4
@@ -147,3 +169,25 @@ def test_weight_decay_shrinks_matrices_and_leaves_biases_alone():
         assert torch.equal(p.detach(), want), name
     assert any("bias" in n for n in before)
     assert len(make_optimizer(TrainConfig(weight_decay=0.0), model).param_groups) == 1  # the layout of older runs
+
+
+def test_an_internal_error_is_one_line_and_exit_3(run4, monkeypatch, capsys):
+    import charrnn.checkpoint
+    from charrnn.cli import main
+
+    def bug(target):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(charrnn.checkpoint, "describe", bug)
+    with pytest.raises(SystemExit) as exit_:
+        main(["info", str(run4)])
+    assert exit_.value.code == 3
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert err == ["charrnn: internal error: ZeroDivisionError: division by zero (set CHARRNN_DEBUG=1 for the traceback)"]
+
+
+def test_eval_has_no_init_std_and_gradcheck_keeps_its_old_spellings(run4):
+    assert "No such option" in cli("eval", run4, "--init-std", "0.01", code=2).output
+    new = cli("gradcheck", "--model", "rnn", "--batch-size", "2", "--vocab-size", "4", "--json").stdout
+    old = cli("gradcheck", "--model", "rnn", "--batch", "2", "--vocab", "4", "--json").stdout
+    assert new.splitlines()[0] == old.splitlines()[0] and '"batch": 2' in new and '"vocab": 4' in new
