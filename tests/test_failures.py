@@ -13,34 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
-from charrnn.cli import app
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.errors import EXIT_WRITE_FAILED
 from charrnn.models import CharRNN
 from charrnn.optim import make_optimizer
 from charrnn.train import train
 
-from helpers import tiny_options, write_corpus
+from helpers import cli, error_line, tiny_options, write_corpus
 
-runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*args, code=0):
-    r = runner.invoke(app, [str(a) for a in args])
-    assert r.exit_code == code, f"exit {r.exit_code}, expected {code}:\n{r.output}"
-    assert "Traceback" not in r.output
-    return r
-
-
-def error_line(r) -> str:
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{r.stderr}"
-    assert lines[0].startswith("charrnn: error: ")
-    return lines[0]
 
 
 def temps(run: Path) -> list[Path]:
