@@ -10,7 +10,7 @@
 Everything the loop and its subscribers share is a `Trainer`; where the run is, is its `RunState`
 (which is what a checkpoint saves). A subscriber is any callable taking an `Event`; adding one is
 
-    trainer.subscribers.append(my_subscriber)
+    trainer.subscribers.append(my_subscriber)     # its close(), if it has one, runs when the run ends
 
 Events whose kind is in REPORTED (start, notice, warning, log, eval, sample, epoch, checkpoint, end) are
 the run's reports, shown by the CLI; log, eval and epoch also go to metrics.jsonl. "step", "finish" and

@@ -129,7 +129,8 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, emit: Cal
             tr.publish("start", _start_data(tr, resumed=ck is not None))
             interrupted = run_loop(tr)
         finally:
-            subscribers[0].close()  # metrics.jsonl
+            for subscriber in tr.subscribers:  # metrics.jsonl, and any other file a subscriber keeps open
+                getattr(subscriber, "close", lambda: None)()
     summary = _summary(tr, interrupted)
     emit(Event("end", summary))
     return summary
