@@ -25,10 +25,10 @@ STALE_TEMPS = ".*.pt.*.tmp"  # what checkpoint.save_checkpoint writes before its
 
 
 def default_run_dir(corpus: str, model: str) -> Path:
-    """runs/<corpus>-<model>, or the first of -2, -3, ... that holds no run yet."""
+    """runs/<corpus>-<model>, or the first of -2, -3, ... that holds no run yet and is not in use."""
     base = Path("runs") / f"{corpus}-{model}"
     candidate, i = base, 1
-    while holds_run(candidate):
+    while holds_run(candidate) or in_use(candidate):
         i += 1
         candidate = Path(f"{base}-{i}")
     return candidate
@@ -36,6 +36,23 @@ def default_run_dir(corpus: str, model: str) -> Path:
 
 def holds_run(run_dir: Path) -> bool:
     return (run_dir / "last.pt").exists() or (run_dir / "best.pt").exists()
+
+
+def in_use(run_dir: Path) -> bool:
+    """Whether a live process holds `run_dir` (see `hold`); reading never blocks or creates anything."""
+    try:
+        import fcntl
+
+        fd = os.open(run_dir / LOCK_NAME, os.O_RDONLY)
+    except (ImportError, OSError):  # no fcntl, or no lock file: nobody holds it
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's shared lock
 
 
 @contextmanager

@@ -174,3 +174,15 @@ def test_eval_has_no_init_std_and_gradcheck_keeps_its_old_spellings(run4):
     new = cli("gradcheck", "--model", "rnn", "--batch-size", "2", "--vocab-size", "4", "--json").stdout
     old = cli("gradcheck", "--model", "rnn", "--batch", "2", "--vocab", "4", "--json").stdout
     assert new.splitlines()[0] == old.splitlines()[0] and '"batch": 2' in new and '"vocab": 4' in new
+
+
+def test_the_default_run_directory_passes_over_one_in_use(tmp_path, monkeypatch):
+    from charrnn import rundir
+
+    monkeypatch.chdir(tmp_path)
+    assert rundir.default_run_dir("c", "lstm") == Path("runs/c-lstm")
+    with rundir.hold(Path("runs/c-lstm")):  # a live run that has not saved a checkpoint yet
+        assert rundir.in_use(Path("runs/c-lstm"))
+        assert rundir.default_run_dir("c", "lstm") == Path("runs/c-lstm-2")
+    assert not rundir.in_use(Path("runs/c-lstm"))
+    assert rundir.default_run_dir("c", "lstm") == Path("runs/c-lstm")
