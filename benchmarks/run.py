@@ -73,7 +73,7 @@ def quality(quick: bool, data: dict, log=print) -> list[dict]:
 
 def sampling(quick: bool, data: dict, log=print) -> list[dict]:
     from charrnn.config import ModelConfig, TrainConfig
-    from charrnn.data import prepare_corpus
+    from charrnn.dataset import prepare_corpus
     from charrnn.models import CharRNN
     from charrnn.sample import generate
 

@@ -2,7 +2,8 @@
 
 Each command parses its options, builds a config, calls one engine function and renders what comes back.
 The engine raises `CharRNNError` for anything the user can fix; `main()` prints it as one line on stderr
-and exits with its code (2 for bad input, 1 for a failed check). CHARRNN_DEBUG=1 shows the traceback.
+and exits with its code (2 for bad input, 1 for a failed check, 4 for a refused write, 3 for an internal
+error; `charrnn.errors` lists them). CHARRNN_DEBUG=1 shows the traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +20,8 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from charrnn import __version__
-from charrnn.errors import CharRNNError
+from charrnn.config import DEFAULT_EPOCHS, ModelConfig, TrainConfig
+from charrnn.errors import EXIT_INTERNAL, CharRNNError
 
 def _debug() -> bool:
     return os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
@@ -51,6 +54,14 @@ app = typer.Typer(
 # Progress, tables and reports go to stderr so that stdout carries only the product (samples, JSON).
 console = Console(stderr=True)
 out = Console(highlight=False, soft_wrap=True)
+
+
+def _d(name: str) -> str:
+    """The help text's "[default: ...]" for option `name`, read from the config dataclasses, so that
+    every default is written once, there."""
+    value = next(f.default for cls in (ModelConfig, TrainConfig) for f in fields(cls) if f.name == name)
+    shown = ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else value
+    return f"  \\[default: {shown}]"
 
 
 def _version(value: bool):
@@ -135,45 +146,45 @@ def train(
     list_presets: bool = typer.Option(False, "--list-presets", help="List the presets and exit.", rich_help_panel="Run"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run in this directory (or .pt) where it stopped.", rich_help_panel="Run"),
     out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory \\[default: runs/<corpus>-<model>].", rich_help_panel="Run"),
-    model: Optional[str] = typer.Option(None, "--model", help="rnn | gru | lstm  \\[default: lstm]", rich_help_panel="Model"),
+    model: Optional[str] = typer.Option(None, "--model", help="rnn | gru | lstm" + _d("model"), rich_help_panel="Model"),
     impl: Optional[str] = typer.Option(None, "--impl", help="auto | torch (fused kernels) | scratch (hand-written BPTT)  \\[default: auto: scratch for rnn and gru on CPU, where it is faster; torch otherwise]", rich_help_panel="Model"),
-    hidden: Optional[int] = typer.Option(None, "--hidden", help="Hidden units per layer  \\[default: 512]", rich_help_panel="Model"),
-    layers: Optional[int] = typer.Option(None, "--layers", help="Recurrent layers  \\[default: 1]", rich_help_panel="Model"),
-    embed: Optional[int] = typer.Option(None, "--embed", help="Embedding width; 0 = one-hot input as d2l  \\[default: 0]", rich_help_panel="Model"),
-    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout between layers and before the output  \\[default: 0]", rich_help_panel="Model"),
-    init_std: Optional[float] = typer.Option(None, "--init-std", help="0 = torch's default init; >0 = weights ~ N(0, std²), biases 0 (d2l: 0.01).", rich_help_panel="Model"),
+    hidden: Optional[int] = typer.Option(None, "--hidden", help="Hidden units per layer" + _d("hidden"), rich_help_panel="Model"),
+    layers: Optional[int] = typer.Option(None, "--layers", help="Recurrent layers" + _d("layers"), rich_help_panel="Model"),
+    embed: Optional[int] = typer.Option(None, "--embed", help="Embedding width; 0 = one-hot input as d2l" + _d("embed"), rich_help_panel="Model"),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout between layers and before the output" + _d("dropout"), rich_help_panel="Model"),
+    init_std: Optional[float] = typer.Option(None, "--init-std", help="0 = torch's default init; >0 = weights ~ N(0, std²), biases 0 (d2l: 0.01)." + _d("init_std"), rich_help_panel="Model"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where corpora live (also CHARRNN_DATA)  \\[default: ./corpora]", rich_help_panel="Data"),
     mirror: Optional[str] = typer.Option(None, "--mirror", help="Download corpora from BASE/<name>.txt (also CHARRNN_MIRROR).", rich_help_panel="Data"),
-    lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Lower-case the text.", rich_help_panel="Data"),
-    letters_only: Optional[bool] = typer.Option(None, "--letters-only/--no-letters-only", help="d2l's preprocessing: runs of non-letters -> one space, lower-case.", rich_help_panel="Data"),
-    max_chars: Optional[int] = typer.Option(None, "--max-chars", help="Keep the first N characters (d2l's max_tokens); 0 = all.", rich_help_panel="Data"),
-    encoding_errors: Optional[str] = typer.Option(None, "--encoding-errors", help="strict | replace  \\[default: strict]", rich_help_panel="Data"),
-    val_frac: Optional[float] = typer.Option(None, "--val-frac", help="Validation fraction (the end of the text)  \\[default: 0.1]", rich_help_panel="Data"),
-    test_frac: Optional[float] = typer.Option(None, "--test-frac", help="Test fraction (after val)  \\[default: 0]", rich_help_panel="Data"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per batch  \\[default: 32]", rich_help_panel="Batches"),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Characters per sequence (BPTT length)  \\[default: 64]", rich_help_panel="Batches"),
-    sampling: Optional[str] = typer.Option(None, "--sampling", help="random | sequential (d2l 8.3)  \\[default: sequential]", rich_help_panel="Batches"),
-    state: Optional[str] = typer.Option(None, "--state", help="auto | reset | carry; auto: reset for random, carry for sequential", rich_help_panel="Batches"),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam | adamw | sgd  \\[default: adam]", rich_help_panel="Optimisation"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate  \\[default: 0.002]", rich_help_panel="Optimisation"),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay  \\[default: 0]", rich_help_panel="Optimisation"),
-    schedule: Optional[str] = typer.Option(None, "--schedule", help="constant | cosine (over the whole budget)  \\[default: constant]", rich_help_panel="Optimisation"),
-    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps  \\[default: 0]", rich_help_panel="Optimisation"),
-    min_lr_frac: Optional[float] = typer.Option(None, "--min-lr-frac", help="Cosine ends at lr x this  \\[default: 0.1]", rich_help_panel="Optimisation"),
-    clip: Optional[float] = typer.Option(None, "--clip", help="Clip the global gradient norm; 0 = off  \\[default: 1.0]", rich_help_panel="Optimisation"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Budget in epochs (10 when no budget is given).", rich_help_panel="Budget"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Budget in optimizer steps.", rich_help_panel="Budget"),
-    minutes: Optional[float] = typer.Option(None, "--minutes", help="Budget in wall-clock minutes (whichever budget ends first).", rich_help_panel="Budget"),
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps  \\[default: auto]", rich_help_panel="Machine"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed; CPU runs are reproducible bit for bit  \\[default: 1337]", rich_help_panel="Machine"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads; 0 = torch's default.", rich_help_panel="Machine"),
-    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast.", rich_help_panel="Machine"),
-    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model.", rich_help_panel="Machine"),
-    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate and checkpoint every N steps  \\[default: 200]", rich_help_panel="Reporting"),
-    log_every: Optional[int] = typer.Option(None, "--log-every", help="Log every N steps  \\[default: 20]", rich_help_panel="Reporting"),
-    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Print a sample every N evaluations; 0 = never  \\[default: 2]", rich_help_panel="Reporting"),
+    lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Lower-case the text." + _d("lowercase"), rich_help_panel="Data"),
+    letters_only: Optional[bool] = typer.Option(None, "--letters-only/--no-letters-only", help="d2l's preprocessing: runs of non-letters -> one space, lower-case." + _d("letters_only"), rich_help_panel="Data"),
+    max_chars: Optional[int] = typer.Option(None, "--max-chars", help="Keep the first N characters (d2l's max_tokens); 0 = all." + _d("max_chars"), rich_help_panel="Data"),
+    encoding_errors: Optional[str] = typer.Option(None, "--encoding-errors", help="strict | replace" + _d("encoding_errors"), rich_help_panel="Data"),
+    val_frac: Optional[float] = typer.Option(None, "--val-frac", help="Validation fraction (the end of the text)" + _d("val_frac"), rich_help_panel="Data"),
+    test_frac: Optional[float] = typer.Option(None, "--test-frac", help="Test fraction (after val)" + _d("test_frac"), rich_help_panel="Data"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per batch" + _d("batch_size"), rich_help_panel="Batches"),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Characters per sequence (BPTT length)" + _d("seq_len"), rich_help_panel="Batches"),
+    sampling: Optional[str] = typer.Option(None, "--sampling", help="random | sequential (d2l 8.3)" + _d("sampling"), rich_help_panel="Batches"),
+    state: Optional[str] = typer.Option(None, "--state", help="auto | reset | carry; auto: reset for random, carry for sequential" + _d("state"), rich_help_panel="Batches"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam | adamw | sgd" + _d("optimizer"), rich_help_panel="Optimisation"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate" + _d("lr"), rich_help_panel="Optimisation"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay" + _d("weight_decay"), rich_help_panel="Optimisation"),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="constant | cosine (over the whole budget)" + _d("schedule"), rich_help_panel="Optimisation"),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps" + _d("warmup"), rich_help_panel="Optimisation"),
+    min_lr_frac: Optional[float] = typer.Option(None, "--min-lr-frac", help="Cosine ends at lr x this" + _d("min_lr_frac"), rich_help_panel="Optimisation"),
+    clip: Optional[float] = typer.Option(None, "--clip", help="Clip the global gradient norm; 0 = off" + _d("clip"), rich_help_panel="Optimisation"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help=f"Budget in epochs; 0 = none ({DEFAULT_EPOCHS} when no budget is given).", rich_help_panel="Budget"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Budget in optimizer steps; 0 = none.", rich_help_panel="Budget"),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Budget in wall-clock minutes (whichever budget ends first); 0 = none.", rich_help_panel="Budget"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps" + _d("device"), rich_help_panel="Machine"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed; CPU runs are reproducible bit for bit" + _d("seed"), rich_help_panel="Machine"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads; 0 = torch's default." + _d("threads"), rich_help_panel="Machine"),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast." + _d("amp"), rich_help_panel="Machine"),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model." + _d("compile"), rich_help_panel="Machine"),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate and checkpoint every N steps" + _d("eval_every"), rich_help_panel="Reporting"),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Log every N steps" + _d("log_every"), rich_help_panel="Reporting"),
+    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Print a sample every N evaluations; 0 = never" + _d("sample_every"), rich_help_panel="Reporting"),
     sample_prefix: Optional[str] = typer.Option(None, "--sample-prefix", help="Prefix of those samples \\[default: the text's first 16 characters].", rich_help_panel="Reporting"),
-    sample_length: Optional[int] = typer.Option(None, "--sample-length", help="Characters per sample  \\[default: 100]", rich_help_panel="Reporting"),
+    sample_length: Optional[int] = typer.Option(None, "--sample-length", help="Characters per sample" + _d("sample_length"), rich_help_panel="Reporting"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors.", rich_help_panel="Reporting"),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end.", rich_help_panel="Reporting"),
 ):
@@ -235,16 +246,13 @@ def sample(
     """Generate text from a checkpoint, continuing --prefix."""
     import torch
 
-    from charrnn.checkpoint import load_model
-    from charrnn.data import Vocab, preprocess
+    from charrnn.checkpoint import load
+    from charrnn.device import resolve_device
     from charrnn.sample import generate
-    from charrnn.train import resolve_device
 
-    model, meta = load_model(ckpt, resolve_device(device), impl=impl)
-    vocab = Vocab(tuple(meta["vocab"]))
-    pre = meta.get("preprocessing") or {}
-    # the model only ever saw text preprocessed as its corpus was (lower-cased, non-letters to spaces)
-    seen = preprocess(prefix, pre.get("lowercase", False), pre.get("letters_only", False))
+    ck = load(ckpt, resolve_device(device), impl=impl)
+    model, vocab = ck.model, ck.vocab
+    seen = ck.preprocessing.prefix(prefix)  # the model only ever saw text prepared as its corpus was
     if seen != prefix:
         console.print(f"note: the prefix was preprocessed as the training corpus was: {seen!r}", markup=False, highlight=False, soft_wrap=True)
         prefix = seen
@@ -257,7 +265,7 @@ def sample(
         for chars in steps:
             texts = [t + c for t, c in zip(texts, chars)]
         if json_out:
-            print(json.dumps({"checkpoint": meta["path"], "prefix": prefix, "length": length, "temperature": temperature,
+            print(json.dumps({"checkpoint": ck.path, "prefix": prefix, "length": length, "temperature": temperature,
                               "top_k": top_k, "top_p": top_p, "seed": seed, "samples": texts}, ensure_ascii=False))
         else:
             for i, t in enumerate(texts):
@@ -283,7 +291,6 @@ def eval_(
     split_name: Optional[str] = typer.Option(None, "--split", help="train | val | test of the training corpus  \\[default: val]"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch, scratch or auto layers \\[default: the one it was trained with]."),
-    init_std: Optional[float] = typer.Option(None, "--init-std", help="0 = torch's default init; >0 = weights ~ N(0, std²), biases 0 (d2l: 0.01).", rich_help_panel="Model"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
     json_out: bool = typer.Option(False, "--json", help="Print {loss, bpc, perplexity, chars, ...} as JSON."),
 ):
@@ -335,13 +342,15 @@ def gradcheck(
     model: Optional[str] = typer.Option(None, help="rnn, gru, lstm or all \\[default: all, or the checkpoint's]."),
     layers: Optional[int] = typer.Option(None, help="Recurrent layers \\[default: 2, or the checkpoint's]."),
     hidden: Optional[int] = typer.Option(None, help="Hidden units \\[default: 5, or the checkpoint's]."),
-    batch: Optional[int] = typer.Option(None, help="Sequences in the batch \\[default: 3]."),
+    batch: Optional[int] = typer.Option(None, "--batch-size", help="Sequences in the batch (train's --batch-size) \\[default: 3]."),
     seq_len: Optional[int] = typer.Option(None, help="Time steps \\[default: 4]."),
-    vocab: Optional[int] = typer.Option(None, help="Vocabulary size \\[default: 6, or the checkpoint's]."),
+    vocab: Optional[int] = typer.Option(None, "--vocab-size", help="Vocabulary size \\[default: 6, or the checkpoint's]."),
     embed: Optional[int] = typer.Option(None, help="Embedding width, 0 = one-hot \\[default: 0, or the checkpoint's]."),
     seed: int = typer.Option(0, help="Seed of the weights, state, input and targets."),
     samples: Optional[int] = typer.Option(None, help="Finite differences on this many random elements per tensor; 0 = all \\[default: all up to 512 elements, else 32]."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    batch_alias: Optional[int] = typer.Option(None, "--batch", hidden=True, help="Old spelling of --batch-size."),
+    vocab_alias: Optional[int] = typer.Option(None, "--vocab", hidden=True, help="Old spelling of --vocab-size."),
 ):
     """Check the scratch engine's hand-written gradients against finite differences and autograd."""
     from rich import box
@@ -349,6 +358,8 @@ def gradcheck(
 
     from charrnn.gradcheck import TOLERANCES, GradcheckOptions, options_from_checkpoint, run_gradcheck
 
+    batch = batch if batch is not None else batch_alias
+    vocab = vocab if vocab is not None else vocab_alias
     given = dict(model=model, layers=layers, hidden=hidden, batch=batch, seq_len=seq_len, vocab=vocab,
                  embed=embed, seed=seed, samples=samples)
     if ckpt is not None:
@@ -435,11 +446,12 @@ def diagnose(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script. Click reports usage errors itself (exit 2), the app turns
-    CharRNNError into one line; anything unexpected also becomes one line (CHARRNN_DEBUG=1: traceback)."""
+    CharRNNError into one line and its code; anything unexpected is a bug: one line and exit code 3
+    (CHARRNN_DEBUG=1: the traceback). The codes are listed in `charrnn.errors`."""
     try:
         app(args=argv, prog_name="charrnn")
     except Exception as e:
         if _debug():
             raise
         print(f"charrnn: internal error: {type(e).__name__}: {e} (set CHARRNN_DEBUG=1 for the traceback)", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(EXIT_INTERNAL)

@@ -24,6 +24,7 @@ STATES = ("auto", "reset", "carry")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_EPOCHS = 10  # the budget when none of --epochs, --max-steps, --minutes is given
 
 
 def _check(cond: bool, message: str) -> None:
@@ -83,10 +84,10 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     schedule: str = "constant"
-    warmup: int = 0  # steps of linear warm-up (or seconds' worth of the budget under --minutes, pro rata)
+    warmup: int = 0  # steps of linear warm-up (always steps, whatever the budget's kind)
     min_lr_frac: float = 0.1  # cosine decays to lr * min_lr_frac
     clip: float = 1.0  # global gradient-norm clip; 0 = off
-    # budgets: whichever ends first; none given = 1 epoch... see train.resolve_budget
+    # budgets: whichever ends first; none given = DEFAULT_EPOCHS epochs (see runstate.Budget.of)
     epochs: int = 0
     max_steps: int = 0
     minutes: float = 0.0

@@ -159,7 +159,7 @@ def diagnose_checkpoint(target, text: str | Path | None = None, options: Diagnos
 def _corpus_of(ckpt, tcfg, vocab, data_dir):
     """The run's corpus re-split as in training (recorded path, preprocessing, fractions), encoded with
     the checkpoint's vocabulary: what `charrnn eval` does."""
-    from charrnn.data import prepare_corpus
+    from charrnn.dataset import prepare_corpus
 
     name = (ckpt.get("corpus") or {}).get("path") or tcfg.corpus
     return prepare_corpus(replace(tcfg, corpus=name, data_dir=data_dir or tcfg.data_dir), vocab=vocab)

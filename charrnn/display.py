@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from charrnn.train import Event
+from charrnn.loop import Event
 
 
 def _fmt(x, digits=4) -> str:

@@ -13,7 +13,7 @@ rows is padded and masked out), and the result is total NLL / characters scored:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -87,35 +87,28 @@ def evaluate_text(ckpt_path, text=None, split: str | None = "val", device: str =
                   data_dir: str | None = None) -> dict:
     """`charrnn eval`: score a file, or a split of the checkpoint's own training corpus (re-split with
     the recorded fractions and preprocessing, encoded with the checkpoint's vocabulary)."""
-    from dataclasses import replace
-
-    from charrnn.checkpoint import load_model
-    from charrnn.config import TrainConfig
-    from charrnn.data import Vocab, prepare_corpus, preprocess, read_text
+    from charrnn.checkpoint import load
+    from charrnn.dataset import prepare_corpus
+    from charrnn.device import resolve_device
     from charrnn.errors import CharRNNError
-    from charrnn.train import resolve_device
 
     dev = resolve_device(device)
-    model, ckpt = load_model(ckpt_path, dev, impl=impl)
-    vocab = Vocab(tuple(ckpt["vocab"]))
-    tcfg = ckpt.get("train_config") or {}
-    pre = ckpt.get("preprocessing") or {}
+    ck = load(ckpt_path, dev, impl=impl)
     if text is not None:
-        raw = read_text(text, pre.get("encoding_errors", "strict"))
-        ids = vocab.encode(preprocess(raw, pre.get("lowercase", False), pre.get("letters_only", False)))
+        ids = ck.vocab.encode(ck.preprocessing.read(text))
         source = str(text)
     else:
         if split not in ("train", "val", "test"):
             raise CharRNNError(f"--split must be train, val or test (got {split!r})")
-        if not tcfg:
-            raise CharRNNError(f"{ckpt['path']} records no training corpus; use --text FILE")
-        cfg = TrainConfig(**tcfg)
-        corpus_name = (ckpt.get("corpus") or {}).get("path") or cfg.corpus
+        if ck.train_config is None:
+            raise CharRNNError(f"{ck.path} records no training corpus; use --text FILE")
+        cfg = ck.train_config
+        corpus_name = (ck.raw.get("corpus") or {}).get("path") or cfg.corpus
         cfg = replace(cfg, corpus=corpus_name, data_dir=data_dir or cfg.data_dir)
-        corpus = prepare_corpus(cfg, vocab=vocab)
+        corpus = prepare_corpus(cfg, vocab=ck.vocab)
         ids = getattr(corpus, split)
         if len(ids) < 2:
             raise CharRNNError(f"the {split} split of {corpus.name} is empty (the run used --{split}-frac {getattr(cfg, split + '_frac', 0)})")
         source = f"{corpus.name} {split} split"
-    report = evaluate_ids(model, ids, dev, chunk=256)
-    return {**report.to_dict(), "source": source, "checkpoint": ckpt["path"]}
+    report = evaluate_ids(ck.model, ids, dev, chunk=256)
+    return {**report.to_dict(), "source": source, "checkpoint": ck.path}

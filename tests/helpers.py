@@ -32,3 +32,23 @@ def tiny_options(corpus: Path, out: Path, **over) -> dict:
                 max_steps=30, eval_every=10, log_every=5, sample_every=0, seed=0, lr=3e-3)
     opts.update(over)
     return opts
+
+
+def cli(*args, code: int = 0):
+    """Run the charrnn CLI in-process; assert its exit code and that no traceback was printed."""
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exit_code == code, f"exit {r.exit_code}, expected {code}:\n{r.output}"
+    assert "Traceback" not in r.output
+    return r
+
+
+def error_line(r) -> str:
+    """The one line a failed command printed on stderr."""
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{r.stderr}"
+    assert lines[0].startswith("charrnn: error: ")
+    return lines[0]
