@@ -396,7 +396,7 @@ def diagnose(
     from rich.markup import escape
 
     from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint, diagnose_factory
-    from charrnn.diagnose_checks import SECTIONS
+    from charrnn.diagnose import SECTIONS
 
     if (ckpt is None) == (model_factory is None):
         raise CharRNNError("give a checkpoint or --model-factory module:function (one of them)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -50,6 +51,20 @@ class LossReport:
         return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}
 
 
+def scan_chunks(model, state, cols: int, chunk: int, take: Callable[[int, int], torch.Tensor],
+                forward: Callable | None = None, detach: Callable = detach_state) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Feed columns [s, e) of a (rows, cols) layout chunk by chunk, the state carried from chunk to chunk
+    (detached: no graph across chunks). `take(s, e)` returns the input ids (rows, e - s) on the model's
+    device; yields (s, e, logits (rows, e - s, V)). The one place charrnn scores streams with carried
+    state: `evaluate_ids`, diagnose's `score_rows` and the by-position profile all walk it."""
+    forward = forward or model
+    for s in range(0, cols, chunk):
+        e = min(s + chunk, cols)
+        logits, state = forward(take(s, e), state)
+        yield s, e, logits
+        state = detach(state)
+
+
 @torch.no_grad()
 def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256) -> LossReport:
     """Score ids[1:] given ids[:-1] with carried state; returns total NLL and the number scored.
@@ -60,27 +75,35 @@ def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 25
     n = len(arr) - 1
     if n < 1:
         return LossReport(0.0, 0)
-    if streams is None:
-        streams = max(1, min(MAX_STREAMS, n // MIN_STREAM))
-    rows, cols = stream_layout(n, streams)
+    rows, cols = eval_layout(n, streams)
     starts = np.arange(rows)[:, None] * cols  # (rows, 1): row r is the stretch [r*cols, (r+1)*cols)
+
+    def positions(s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
+        pos = starts + np.arange(s, e)  # (rows, e - s) input positions
+        return np.minimum(pos, n - 1), pos < n  # the ragged end of the last rows scores nothing
+
+    def take(s: int, e: int) -> torch.Tensor:
+        return torch.from_numpy(arr[positions(s, e)[0]].astype(np.int64)).to(device)
+
     was_training = model.training
     model.eval()
-    state = model.begin_state(rows, device)
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for s in range(0, cols, chunk):
-        pos = starts + np.arange(s, min(s + chunk, cols))  # (rows, t) input positions
-        valid = pos < n  # the ragged end of the last rows scores nothing
-        pos = np.minimum(pos, n - 1)
-        xb = torch.from_numpy(arr[pos].astype(np.int64)).to(device)
+    for s, e, logits in scan_chunks(model, model.begin_state(rows, device), cols, chunk, take):
+        pos, valid = positions(s, e)
         yb = torch.from_numpy(arr[pos + 1].astype(np.int64)).to(device)
         mb = torch.from_numpy(valid).to(device)
-        logits, state = model(xb, state)  # (rows, t, V)
         nll = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none")
         total += (nll * mb.flatten()).sum(dtype=torch.float64)
-        state = detach_state(state)
     model.train(was_training)
     return LossReport(float(total), n)
+
+
+def eval_layout(n_targets: int, streams: int | None = None) -> tuple[int, int]:
+    """(rows, cols) in which `evaluate_ids` lays out n_targets characters: contiguous streams, each from
+    a zero state, at least MIN_STREAM characters long by default and at most MAX_STREAMS of them."""
+    if streams is None:
+        streams = max(1, min(MAX_STREAMS, n_targets // MIN_STREAM))
+    return stream_layout(n_targets, streams)
 
 
 def evaluate_text(ckpt_path, text=None, split: str | None = "val", device: str = "auto", impl: str | None = None,

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.cli import app
 from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint, diagnose_model
-from charrnn.diagnose_measure import unigram_entropy
+from charrnn.diagnose.measure import unigram_entropy
 from charrnn.train import train
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "timemachine.txt"

@@ -112,13 +112,11 @@ def streams(ids: torch.Tensor, rows: int, cols: int, starts: torch.Tensor | None
 @torch.no_grad()
 def score_rows(model, x: torch.Tensor, y: torch.Tensor, device, chunk: int, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-character NLL (rows, cols) of rows scored from a fresh state, carried across chunks."""
-    state = model.begin_state(x.shape[0], device)
-    out = []
-    for s in range(0, x.shape[1], chunk):
-        logits, state = logits_of(model, x[:, s : s + chunk].to(device), state)
-        out.append(nll_of(logits, y[:, s : s + chunk].to(device)).cpu())
-        state = detach(state)
-    nll = torch.cat(out, dim=1)
+    from charrnn.evaluate import scan_chunks
+
+    chunks = scan_chunks(model, model.begin_state(x.shape[0], device), x.shape[1], chunk,
+                         take=lambda s, e: x[:, s:e].to(device), forward=lambda xb, st: logits_of(model, xb, st), detach=detach)
+    nll = torch.cat([nll_of(logits, y[:, s:e].to(device)).cpu() for s, e, logits in chunks], dim=1)
     return nll if mask is None else nll * mask
 
 
@@ -428,51 +426,27 @@ def saturation(model, ids: torch.Tensor, device, rows: int = 16, T: int = 256, s
             "positions": len(hs) * rows}
 
 
+# charrnn.activations gate names -> the names the report shows (and whether the unit is a tanh)
+_GATE_LABELS = {"input": "input gate", "forget": "forget gate", "cell": "cell input g (tanh)", "output": "output gate",
+                "reset": "reset gate", "update": "update gate", "candidate": "candidate n (tanh)"}
+
+
 def _charrnn_gate_saturation(model, x: torch.Tensor, skip: int) -> dict[str, float]:
-    cfg, core = model.config, model.rnn
-    H = cfg.hidden
-    p = model.head.weight
-    inp = model.embedding(x) if model.embedding is not None else F.one_hot(x, cfg.vocab_size).to(p.dtype)  # (B, T, I)
-    B, T, _ = inp.shape
+    """Share of saturated units per gate, averaged over layers, from `charrnn.activations.record` (the
+    cell equations live there, not here)."""
+    from charrnn.activations import record
+
+    trace = record(model, x)  # every layer's h, c and gates, each (B, T, H)
     shares: dict[str, list[float]] = {}
-
-    def add(name, sat):
-        shares.setdefault(name, []).append(float(sat[:, skip:].double().mean()))
-
-    for k in range(cfg.layers):
-        W_ih, W_hh = getattr(core, f"weight_ih_l{k}"), getattr(core, f"weight_hh_l{k}")
-        b_ih, b_hh = getattr(core, f"bias_ih_l{k}"), getattr(core, f"bias_hh_l{k}")
-        gi = inp @ W_ih.T + b_ih  # (B, T, G*H): the input half of every gate, all steps at once
-        h = torch.zeros(B, H, dtype=p.dtype, device=p.device)
-        c = torch.zeros_like(h)
-        outs, hs = [], []
-        for t in range(T):
-            gh = h @ W_hh.T + b_hh  # (B, G*H)
-            if cfg.model == "rnn":
-                h = torch.tanh(gi[:, t] + gh)
-                outs.append((h,))
-            elif cfg.model == "lstm":
-                i, f, g, o = (gi[:, t] + gh).chunk(4, dim=-1)
-                i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-                c = f * c + i * g
-                tc = torch.tanh(c)
-                h = o * tc
-                outs.append((i, f, g, o, tc))
-            else:  # gru: r and z from both halves, n's hidden half gated by r
-                i_r, i_z, i_n = gi[:, t].chunk(3, dim=-1)
-                h_r, h_z, h_n = gh.chunk(3, dim=-1)
-                r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-                nn_ = torch.tanh(i_n + r * h_n)
-                h = (1 - z) * nn_ + z * h
-                outs.append((r, z, nn_))
-            hs.append(h)
-        seq = [torch.stack(parts, dim=1) for parts in zip(*outs)]  # each (B, T, H)
-        names = {"rnn": ("h (tanh)",), "lstm": ("input gate", "forget gate", "cell input g (tanh)", "output gate", "tanh(c)"),
-                 "gru": ("reset gate", "update gate", "candidate n (tanh)")}[cfg.model]
-        for name, s in zip(names, seq):
-            sat = (s.abs() > TANH_SAT) if "tanh" in name else ((s < 1 - SIGMOID_SAT) | (s > SIGMOID_SAT))
-            add(name, sat)
-        inp = torch.stack(hs, dim=1)  # (B, T, H): this layer's output is the next layer's input
+    for layer in trace.layers:
+        units = {_GATE_LABELS[g]: t for g, t in layer["gates"].items()}
+        if trace.model == "rnn":
+            units["h (tanh)"] = layer["h"]
+        if trace.model == "lstm":
+            units["tanh(c)"] = torch.tanh(layer["c"])
+        for name, t in units.items():
+            sat = (t.abs() > TANH_SAT) if "tanh" in name else ((t < 1 - SIGMOID_SAT) | (t > SIGMOID_SAT))
+            shares.setdefault(name, []).append(float(sat[:, skip:].double().mean()))
     return {name: sum(v) / len(v) for name, v in shares.items()}
 
 
