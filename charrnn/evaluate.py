@@ -66,6 +66,20 @@ def scan_chunks(model, state, cols: int, chunk: int, take: Callable[[int, int], 
 
 
 @torch.no_grad()
+def score_streams(model, x: torch.Tensor, y: torch.Tensor, device, chunk: int, forward: Callable | None = None,
+                  detach: Callable = detach_state) -> torch.Tensor:
+    """Per-character NLL (rows, cols), float64 on the CPU, of rows x -> y scored from a fresh state carried
+    across chunks: column t of every row is scored with exactly t characters of context."""
+    chunks = scan_chunks(model, model.begin_state(x.shape[0], device), x.shape[1], chunk,
+                         take=lambda s, e: x[:, s:e].to(device), forward=forward, detach=detach)
+    out = []
+    for s, e, logits in chunks:
+        nll = F.cross_entropy(logits.float().flatten(0, 1), y[:, s:e].to(device).flatten(), reduction="none")
+        out.append(nll.view(logits.shape[:2]).double().cpu())
+    return torch.cat(out, dim=1)
+
+
+@torch.no_grad()
 def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256) -> LossReport:
     """Score ids[1:] given ids[:-1] with carried state; returns total NLL and the number scored.
 
@@ -107,9 +121,11 @@ def eval_layout(n_targets: int, streams: int | None = None) -> tuple[int, int]:
 
 
 def evaluate_text(ckpt_path, text=None, split: str | None = "val", device: str = "auto", impl: str | None = None,
-                  data_dir: str | None = None) -> dict:
+                  data_dir: str | None = None, by_position: bool = False) -> dict:
     """`charrnn eval`: score a file, or a split of the checkpoint's own training corpus (re-split with
-    the recorded fractions and preprocessing, encoded with the checkpoint's vocabulary)."""
+    the recorded fractions and preprocessing, encoded with the checkpoint's vocabulary). The result says
+    which layout was scored, and warns when its streams run past the run's trained horizon; with
+    `by_position`, the same streams' loss against characters since the zero state (`charrnn.horizon`)."""
     from dataclasses import replace
 
     from charrnn.checkpoint import load_model
@@ -140,5 +156,14 @@ def evaluate_text(ckpt_path, text=None, split: str | None = "val", device: str =
         if len(ids) < 2:
             raise CharRNNError(f"the {split} split of {corpus.name} is empty (the run used --{split}-frac {getattr(cfg, split + '_frac', 0)})")
         source = f"{corpus.name} {split} split"
+    from charrnn.horizon import by_position as profile_by_position, horizon_of, past_horizon_note
+
     report = evaluate_ids(model, ids, dev, chunk=256)
-    return {**report.to_dict(), "source": source, "checkpoint": ckpt["path"]}
+    rows, cols = eval_layout(report.chars)
+    horizon = horizon_of(ckpt)
+    result = {**report.to_dict(), "source": source, "checkpoint": ckpt["path"],
+              "layout": {"streams": rows, "stream_chars": cols, "start": "zero state", "chunk": 256},
+              "horizon": horizon, "warning": past_horizon_note(cols, horizon)}
+    if by_position:
+        result["by_position"] = profile_by_position(model, ids, dev, horizon).to_dict()
+    return result

@@ -43,6 +43,7 @@ from charrnn.data import Batches, Vocab, prepare_corpus
 from charrnn import distributed
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import LossReport, evaluate_ids
+from charrnn.horizon import trained_horizon
 from charrnn.models import CharRNN, count_parameters, detach_state, resolve_impl
 from charrnn.sample import sample_text
 
@@ -274,6 +275,7 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
             "best_val_loss": best_val,
             "val_loss": last_val.loss if last_val else None,
             "params": count_parameters(model),
+            "horizon": trained_horizon(to_dict(cfg), len(corpus.train)),  # how far from a zero state training ran
         }, run_dir / name)
 
     def log_line() -> None:

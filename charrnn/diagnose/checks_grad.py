@@ -27,7 +27,7 @@ SPIKE_RATIO = 100.0  # a recorded grad norm 100x the median
 ADAM_LR_HIGH = 1e-2
 
 
-@check("grad.bptt_norms")
+@check("grad.bptt_norms", needs_torch=True)
 def check_bptt_norms(ctx: Context) -> Verdict:
     res = ctx.gradient_norms
     norms = res["norms"]
@@ -77,7 +77,13 @@ def check_spectral_radius(ctx: Context) -> Verdict:
     top = radii[top_name]["spectral_radius"]
     values["max_spectral_radius"] = top
     listing = ", ".join(f"{k} {v['spectral_radius']:.2f}" for k, v in radii.items())
-    growth = ctx.gradient_norms["norms"].max() / ctx.gradient_norms["norms"][0] if float(ctx.gradient_norms["norms"][0]) > 0 else torch.tensor(0.0)
+    if ctx.is_numpy:  # no autograd: the radius alone, without the measured growth that judges it
+        values["bptt_max_growth"] = None
+        expands = "can expand along its top eigenvector" if top > RADIUS_WARN else "is contracting"
+        return Verdict("ok", values, f"largest spectral radius {top:.2f} ({listing}): the linearised recurrence {expands}; "
+                       "whether gradients grow needs a PyTorch model (grad.bptt_norms)", "nothing to do")
+    norms = ctx.gradient_norms["norms"]
+    growth = norms.max() / norms[0] if float(norms[0]) > 0 else torch.tensor(0.0)
     values["bptt_max_growth"] = float(growth)
     if kind in ("rnn", "user") and top > RADIUS_WARN and float(growth) > 1.0:
         return Verdict("warn", values,

@@ -26,9 +26,11 @@ CURVE_DIVERGE = 1.5  # the end of training is 1.5x the first logged loss (or not
 FIRST_LOSS_MAX = 2.0  # an untrained model scores about ln V per character: a first log above 2 ln V is not per character
 SCALE_RATIO = 2.0  # at the first evaluation train and val must agree within this factor
 OVERFIT_RISE = 0.05  # val 5% above its minimum while train kept falling
+HORIZON_RISE = 0.05  # past the trained horizon the loss is 5% (and ...
+HORIZON_NATS = 0.01  # ... 0.01 nats/char) above its level within it: the model degrades past it
 
 
-@check("loss.recorded_match")
+@check("loss.recorded_match", cause=3)
 def check_recorded(ctx: Context) -> Verdict:
     s = ctx.subject
     if s.ckpt is None:
@@ -105,7 +107,7 @@ def check_recorded(ctx: Context) -> Verdict:
     return Verdict(status, values, message, advice)
 
 
-@check("loss.batch_invariance")
+@check("loss.batch_invariance", cause=2)
 def check_batch_invariance(ctx: Context) -> Verdict:
     T = min(ctx.seq_len, 64, (len(ctx.ids) - 1) // 2)
     n_windows = 24
@@ -114,14 +116,19 @@ def check_batch_invariance(ctx: Context) -> Verdict:
     res = m.batch_partition(ctx.model, x, y, ctx.device, (1, 7, n_windows))
     full = res[n_windows]["loss"]
     rel = {bs: abs(res[bs]["loss"] - full) / max(abs(full), 1e-12) for bs in (1, 7)}
-    worst = max(rel.values())
+    worst_diff = max(rel.values())
     values = {"windows": n_windows, "seq_len": T, "loss_batch_1": res[1]["loss"], "loss_batch_7": res[7]["loss"],
-              f"loss_batch_{n_windows}": full, "max_rel_diff": worst, "tolerance": PARTITION_TOL}
-    if worst <= PARTITION_TOL:
+              f"loss_batch_{n_windows}": full, "max_rel_diff": worst_diff, "tolerance": PARTITION_TOL}
+    if worst_diff <= PARTITION_TOL:
         return Verdict("ok", values, f"the same {n_windows} windows give the same per-character loss at batch sizes 1, 7 "
-                      f"and {n_windows} (max relative difference {worst:.1e})", "nothing to do")
+                      f"and {n_windows} (max relative difference {worst_diff:.1e})", "nothing to do")
+    if ctx.keeps_state:
+        return Verdict("fail", values,
+                       f"the per-character loss of the same windows depends on how they are batched (relative difference "
+                       f"{worst_diff:.2e}), explained by state kept between calls (state.call_independence): each batch starts "
+                       "from what the previous one left", "fix state.call_independence first, then run diagnose again")
     return Verdict("fail", values,
-                  f"the per-character loss of the same windows depends on how they are batched (relative difference {worst:.2e} "
+                  f"the per-character loss of the same windows depends on how they are batched (relative difference {worst_diff:.2e} "
                   f"between batch sizes): rows of a batch influence each other, so losses and gradients mix sequences",
                   "make every operation act within a row: no statistics over the batch dimension (BatchNorm, a norm or mean "
                   "over dim 0), no state shared between rows; see state.row_independence")
@@ -280,3 +287,42 @@ def check_worked_example(ctx: Context) -> Verdict:
                   "report sum(NLL) / characters scored for every curve: one number per character, comparable across "
                   "--seq-len, --batch-size, train and val")
 
+
+
+@check("loss.trained_horizon")
+def check_trained_horizon(ctx: Context) -> Verdict:
+    """The training loop's last-epoch loss against `charrnn eval --split train` on the same weights: the
+    loop scores streams no longer than the trained horizon, eval reads longer ones."""
+    from charrnn.horizon import by_position, horizon_of
+
+    s = ctx.subject
+    if s.ckpt is None:
+        return Verdict("skip", {}, "no training layout to compare with: a model from --model-factory has no training record")
+    horizon = horizon_of(s.ckpt)
+    if horizon is None or s.train_ids is None or len(s.train_ids) < 2:
+        return Verdict("skip", {}, "the checkpoint records no training layout or its train split cannot be read")
+    prof = by_position(ctx.model, s.train_ids, ctx.device, horizon, max_chars=2 * ctx.options.max_chars)
+    epochs = [e for e in s.metrics or [] if e.get("event") == "epoch" and e.get("train_loss") is not None]
+    recorded = float(epochs[-1]["train_loss"]) if epochs else None
+    H, within, beyond = horizon["chars"], prof.within, prof.beyond
+    values = {"horizon": H, "layout": horizon["layout"], "recorded_last_epoch_loss": recorded,
+              "eval_streams": prof.rows, "eval_stream_chars": prof.cols, "eval_layout_loss": prof.loss,
+              "loss_within_horizon": within, "loss_beyond_horizon": beyond,
+              "bins": prof.bins}
+    ppl = lambda x: math.exp(min(x, 700.0))  # noqa: E731
+    rec = f"the training loop's last epoch reported {recorded:.4f} (perplexity {ppl(recorded):.3f}); " if recorded is not None else ""
+    head = (f"{rec}the train split read as `charrnn eval --split train` does ({prof.rows} stream(s) of {prof.cols:,} characters "
+            f"from a zero state) scores {prof.loss:.4f} (perplexity {ppl(prof.loss):.3f})")
+    if beyond is None:
+        return Verdict("ok", values, f"{head}: eval's streams end within the trained horizon of {H:,} characters "
+                       f"({horizon['layout']})", "nothing to do")
+    split = (f"within the first {H:,} characters (the trained horizon: {horizon['layout']}) the loss is {within:.4f} "
+             f"(perplexity {ppl(within):.3f}), past them {beyond:.4f} (perplexity {ppl(beyond):.3f})")
+    if beyond > within * (1 + HORIZON_RISE) and beyond - within > HORIZON_NATS:
+        return Verdict("warn", values,
+                       f"{head}; {split}: both numbers are honest, the gap is where the streams run past what training ever "
+                       "ran, so the model learned the training layout rather than the text",
+                       "judge the model on streams no longer than the horizon, or train so it holds up on long streams: "
+                       "longer training streams (a smaller --batch-size gives each stream more characters), or random offsets "
+                       "(--sampling random); `charrnn eval --by-position` shows the loss against position")
+    return Verdict("ok", values, f"{head}; {split}: the model holds up past the horizon", "nothing to do")

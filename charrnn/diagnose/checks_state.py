@@ -16,10 +16,9 @@ from typing import Any
 import torch
 
 from charrnn.diagnose import measure as m
-from charrnn.diagnose.context import Context, Verdict, at_positions, check, paired, worst
+from charrnn.diagnose.context import CALL_TOL, Context, Verdict, at_positions, check, paired, worst
 
 ROW_TOL = 1e-6  # max |logit change| in other rows (relative to max(1, |logits|))
-CALL_TOL = 1e-6
 SIGNIFICANT = 3.0  # a paired difference counts when it exceeds 3 standard errors ...
 MATERIAL = 0.005  # ... and 0.5% of the loss
 WARMUP_TOL_NATS = 0.01  # warm-up ends where the reset loss is within max(0.01 nats, 1%) of the carried loss
@@ -31,7 +30,7 @@ def _material(mean: float, se: float, ref: float) -> bool:
     return abs(mean) > SIGNIFICANT * se and abs(mean) > MATERIAL * ref
 
 
-@check("state.row_independence")
+@check("state.row_independence", cause=1)
 def check_row_independence(ctx: Context) -> Verdict:
     res = m.row_independence(ctx.model, ctx.ids, ctx.device, ctx.gen(5))
     tol = ROW_TOL * max(1.0, res["logit_scale"])
@@ -39,24 +38,37 @@ def check_row_independence(ctx: Context) -> Verdict:
     shared = [i for i, d in enumerate(res["state_batch_dims"]) if d is None]
     shapes = [tuple(t.shape) for t in m.state_leaves(ctx.model.begin_state(3, ctx.device))]
     values["state_shapes_batch_3"] = shapes
-    if res["max_diff_other_rows"] > tol:
+    if res["max_diff_same_input_again"] > tol or ctx.keeps_state:
+        return Verdict("skip", values,
+                       f"not judged: the same input and state gave different logits on a second run (up to "
+                       f"{res['max_diff_same_input_again']:.3g}) because the model keeps state between calls "
+                       "(state.call_independence), which moves every row; fix that first and run diagnose again",
+                       "see state.call_independence")
+    if res["max_diff_within_call"] > tol:
         return Verdict("fail", values,
-                      f"changing the input and state of row 0 moved the logits of the other rows by up to "
-                      f"{res['max_diff_other_rows']:.3g}: state leaks between the sequences of a batch",
-                      "keep the batch dimension separate everywhere: state shaped (layers, B, H) from begin_state(B), no mean, "
-                      "norm or reshape across rows (d2l: transpose X to time-major, not the state)")
+                       f"changing the input and state of row 0 moved the logits of the other rows within the same call by up to "
+                       f"{res['max_diff_within_call']:.3g}: forward mixes the sequences of a batch",
+                       "keep the batch dimension separate in every operation of forward: no mean, norm or statistic over "
+                       "dim 0 (the batch), no reshape that moves values between rows (d2l: transpose X to time-major, not the state)")
+    if res["max_diff_through_state"] > tol:
+        return Verdict("fail", values,
+                       f"row 0's change did not move the other rows during the call, but moved them by up to "
+                       f"{res['max_diff_through_state']:.3g} in the next call, fed the returned state: the state forward "
+                       "returns mixes the rows (pooled or reshaped across the batch)",
+                       "return the state with one row per sequence, exactly as computed: shape (layers, B, H) like "
+                       "begin_state(B), no mean or reshape over the batch")
     if shared:
         return Verdict("warn", values,
-                      f"begin_state(3) returns state tensor(s) {', '.join(str(shapes[i]) for i in shared)} with no batch dimension: "
-                      "one initial state is broadcast to every row (harmless only while it is zeros and never carried)",
-                      "return a state with one row per sequence: zeros(layers, batch_size, hidden)")
+                       f"begin_state(3) returns state tensor(s) {', '.join(str(shapes[i]) for i in shared)} with no batch dimension: "
+                       "one initial state is broadcast to every row (harmless only while it is zeros and never carried)",
+                       "return a state with one row per sequence: zeros(layers, batch_size, hidden)")
     return Verdict("ok", values, f"rows are independent: changing row 0 moved the other rows by "
-                  f"{res['max_diff_other_rows']:.1e} (row 0 itself by {res['max_diff_perturbed_row']:.3g})", "nothing to do")
+                   f"{res['max_diff_other_rows']:.1e} (row 0 itself by {res['max_diff_perturbed_row']:.3g})", "nothing to do")
 
 
-@check("state.call_independence")
+@check("state.call_independence", cause=0)
 def check_call_independence(ctx: Context) -> Verdict:
-    res = m.call_independence(ctx.model, ctx.ids, ctx.device, ctx.gen(6))
+    res = ctx.call_independence
     tol = CALL_TOL * max(1.0, res["logit_scale"])
     values = res | {"tolerance": tol}
     bad_fresh = res["max_diff_fresh_state"] > tol
@@ -65,12 +77,12 @@ def check_call_independence(ctx: Context) -> Verdict:
         how = "from a fresh begin_state" if bad_fresh else "with state=None"
         d = res["max_diff_fresh_state"] if bad_fresh else res["max_diff_state_none"]
         return Verdict("fail", values,
-                      f"the same input {how} gives different logits after another call (up to {d:.3g}): the model keeps state "
-                      "between calls, so every sequence is contaminated by the previous one",
-                      "do not store the hidden state on the module (self.h); take it as an argument and return it; a None state "
-                      "must mean zeros")
+                       f"state kept between calls: the same input {how} gives different logits after another call (up to "
+                       f"{d:.3g}), so every sequence is contaminated by the previous one",
+                       "do not store the hidden state on the model (self.h): take it as an argument and return it; a None "
+                       "state must mean zeros")
     return Verdict("ok", values, "two calls on the same input from a fresh state give identical logits: no state is kept "
-                  "between calls", "nothing to do")
+                   "between calls", "nothing to do")
 
 
 @check("state.reset_vs_carry")

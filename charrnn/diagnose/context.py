@@ -28,6 +28,7 @@ STATUSES = ("ok", "warn", "fail", "skip")
 
 WARMUP_LEN = 256  # positions profiled after a reset
 GRAD_LEN = 128  # steps of the BPTT window
+CALL_TOL = 1e-6  # max |logit change| between two calls on the same input (relative to max(1, |logits|))
 
 
 @dataclass
@@ -173,12 +174,35 @@ class Context:
         return self._once("call_independence",
                           lambda: m.call_independence(self.model, self.ids, self.device, self.gen(6)))
 
+    @property
+    def keeps_state(self) -> bool:
+        """Does the model keep state between calls? (Its measurement confounds the row and batch checks.)"""
+        res = self.call_independence
+        tol = CALL_TOL * max(1.0, res["logit_scale"])
+        return res["max_diff_fresh_state"] > tol or (res["max_diff_state_none"] is not None and res["max_diff_state_none"] > tol)
+
 
 def _param_device(model) -> torch.device:
     try:
         return next(model.parameters()).device
     except (StopIteration, AttributeError, TypeError):
         return torch.device("cpu")
+
+
+# charrnn's flags in advice -> the same advice about a user's own training code (--model-factory)
+USER_WORDS = [
+    ("keep --clip on", "clip the gradient norm in your training loop (torch.nn.utils.clip_grad_norm_(params, 1.0))"),
+    ("--clip 1.0", "gradient-norm clipping at 1.0 in your training loop"), ("--clip", "your gradient clipping"),
+    ("--lr", "your learning rate"), ("--sampling sequential", "contiguous streams with the state carried between batches"),
+    ("--seq-len", "your sequence length (num_steps)"), ("--schedule cosine", "a decaying learning-rate schedule"),
+]
+
+
+def speak_to_user(advice: str) -> str:
+    """Advice for a --model-factory model: about the user's code, not charrnn's flags."""
+    for flag, words in USER_WORDS:
+        advice = advice.replace(flag, words)
+    return advice
 
 
 def worst(statuses) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from charrnn.diagnose import measure as m
-from charrnn.diagnose.context import REGISTRY, STATUSES, Check, Context, plain, probe
+from charrnn.diagnose.context import REGISTRY, STATUSES, Check, Context, plain, probe, speak_to_user
 from charrnn.diagnose.numpy_model import as_torch_model
 from charrnn.errors import CharRNNError
 
@@ -97,6 +97,7 @@ class Subject:
     metrics_path: str | None = None
     val_ids: torch.Tensor | None = None  # the run's val split, for the recorded-loss check
     val_note: str | None = None  # why val_ids is None
+    train_ids: np.ndarray | None = None  # the run's train split, for the trained-horizon check
 
 
 def diagnose_checkpoint(target, text: str | Path | None = None, options: DiagnoseOptions = DiagnoseOptions(),
@@ -147,7 +148,8 @@ def diagnose_checkpoint(target, text: str | Path | None = None, options: Diagnos
     else:
         val_note = corpus_error or ("the run has no val split (--val-frac 0)" if corpus is not None else "no training config recorded")
     subject = Subject(model, torch.as_tensor(np.asarray(ids).astype(np.int64)), len(vocab), description, ckpt, tcfg,
-                      metrics, str(metrics_path) if metrics is not None else None, val_ids, val_note)
+                      metrics, str(metrics_path) if metrics is not None else None, val_ids, val_note,
+                      corpus.train if corpus is not None else None)
     return run_checks(subject, options, on_check)
 
 
@@ -312,4 +314,5 @@ def _run_one(entry, ctx: Context) -> Check:
             message = f"could not be measured on this model: {why}"
             advice = "run with CHARRNN_DEBUG=1 and report it"
         return Check(entry.id, entry.section, "skip", {"error": why}, message, advice, entry.cause)
-    return Check(entry.id, entry.section, v.status, v.values, v.message, v.advice, entry.cause)
+    advice = speak_to_user(v.advice) if ctx.user_code else v.advice
+    return Check(entry.id, entry.section, v.status, v.values, v.message, advice, entry.cause)
