@@ -156,12 +156,13 @@ def save_position_plot(profile: dict, path, required: bool = False):
             raise CharRNNError("--plot needs matplotlib: pip install 'charrnn[plot]'") from None
         return None
     fig, ax = plt.subplots(figsize=(8, 4))
-    mids = [(b["from"] + b["to"]) / 2 for b in profile["bins"]]
-    ax.step([b["to"] for b in profile["bins"]], [b["loss"] for b in profile["bins"]], where="pre", label="loss (binned)")
-    ax.plot(mids, [b["loss"] for b in profile["bins"]], "o", markersize=3)
+    bins = profile["bins"]
+    edges = [bins[0]["from"]] + [b["to"] + 1 for b in bins]  # bin k covers positions from..to
+    ax.stairs([b["loss"] for b in bins], edges, label="loss, mean over the bin")
     if profile["horizon"]:
-        ax.axvline(profile["horizon"], color="tab:red", linestyle="--", label=f"trained horizon {profile['horizon']}")
-    ax.set_xscale("symlog", linthresh=8)
+        ax.axvline(profile["horizon"] + 0.5, color="tab:red", linestyle="--", label=f"trained horizon {profile['horizon']}")
+    ax.set_xscale("log")
+    ax.set_xlim(edges[0], edges[-1])
     ax.set_xlabel("characters since the zero state")
     ax.set_ylabel("loss (nats/char)")
     ax.legend()
