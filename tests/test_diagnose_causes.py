@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from charrnn.cli import app
@@ -180,3 +181,53 @@ def test_torch_kept_state_headline_and_correct_model_clean(text_file):
     for cid in ("state.row_independence", "state.call_independence", "loss.batch_invariance"):
         assert clean[cid].status == "ok", clean[cid].message
     assert clean["grad.bptt_norms"].status != "skip"
+
+
+def test_registry_places_a_check_after_another_and_refuses_duplicates():
+    from charrnn.diagnose.context import REGISTRY, Verdict, check
+
+    before = list(REGISTRY)
+    try:
+        check("loss.extra_for_test", after="loss.baselines")(lambda ctx: Verdict("ok", {}, "", ""))
+        ids = [r.id for r in REGISTRY]
+        assert ids[ids.index("loss.baselines") + 1] == "loss.extra_for_test"
+        with pytest.raises(ValueError):
+            check("loss.extra_for_test")
+        with pytest.raises(ValueError):
+            check("nosuch.section")
+    finally:
+        REGISTRY[:] = before
+
+
+def test_gate_saturation_shares_match_torch_lstm_gates():
+    """grad.saturation's shares (through charrnn.activations.record) against the gates recomputed here
+    from nn.LSTM's own weights, step by step."""
+    from charrnn.config import ModelConfig
+    from charrnn.diagnose.measure import SIGMOID_SAT, TANH_SAT, saturation
+    from charrnn.models import CharRNN
+
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(model="lstm", impl="torch", vocab_size=7, hidden=6, layers=1)).eval()
+    with torch.no_grad():
+        for p in model.rnn.parameters():
+            p.mul_(6.0)  # push many units into saturation
+    ids = torch.randint(0, 7, (8001,), generator=torch.Generator().manual_seed(1))
+    rows, T, skip = 16, 256, 32
+    got = saturation(model, ids, torch.device("cpu"), rows=rows, T=T, skip=skip)["shares"]
+    x = ids[: rows * T].view(rows, T)  # the streams saturation() reads: row r at r * T
+    W_ih, W_hh, b = model.rnn.weight_ih_l0, model.rnn.weight_hh_l0, model.rnn.bias_ih_l0 + model.rnn.bias_hh_l0
+    h = c = torch.zeros(rows, 6)
+    gates = {"input gate": [], "forget gate": [], "cell input g (tanh)": [], "output gate": []}
+    with torch.no_grad():
+        for t in range(T):
+            z = F.one_hot(x[:, t], 7).float() @ W_ih.T + h @ W_hh.T + b
+            i, f, g, o = z.sigmoid()[:, :6], z.sigmoid()[:, 6:12], z[:, 12:18].tanh(), z.sigmoid()[:, 18:]
+            c = f * c + i * g
+            h = o * c.tanh()
+            for name, v in zip(gates, (i, f, g, o)):
+                gates[name].append(v)
+    for name, vs in gates.items():
+        v = torch.stack(vs, 1)[:, skip:]
+        sat = v.abs() > TANH_SAT if "tanh" in name else (v < 1 - SIGMOID_SAT) | (v > SIGMOID_SAT)
+        assert got[name] == pytest.approx(float(sat.double().mean()), abs=1e-9), name
+    assert 0 < got["forget gate"] < 1

@@ -70,10 +70,11 @@ class Registered:
 REGISTRY: list[Registered] = []
 
 
-def check(cid: str, *, needs_torch: bool = False, cause: int = 100):
-    """Register a check under its stable id (section = the part before the dot). `cause` orders the
-    headline when several checks fail: a check whose failure explains others' gets a lower number (state
-    kept between calls also moves every row of a batch, so it outranks row independence)."""
+def check(cid: str, *, needs_torch: bool = False, cause: int = 100, after: str | None = None):
+    """Register a check under its stable id (section = the part before the dot). It is reported in
+    registration order, or right after the check `after` (a check defined in another module). `cause`
+    orders the headline when several checks fail: a check whose failure explains others' gets a lower
+    number (state kept between calls also moves every row of a batch, so it outranks row independence)."""
     section = cid.split(".")[0]
     if section not in SECTIONS:
         raise ValueError(f"unknown section {section!r} in check id {cid!r}")
@@ -81,7 +82,11 @@ def check(cid: str, *, needs_torch: bool = False, cause: int = 100):
         raise ValueError(f"check {cid!r} registered twice")
 
     def register(fn):
-        REGISTRY.append(Registered(cid, section, fn, needs_torch, cause))
+        entry = Registered(cid, section, fn, needs_torch, cause)
+        ids = [r.id for r in REGISTRY]
+        if after is not None and after not in ids:
+            raise ValueError(f"check {cid!r}: no registered check {after!r} to follow")
+        REGISTRY.insert(ids.index(after) + 1 if after else len(REGISTRY), entry)
         return fn
 
     return register
