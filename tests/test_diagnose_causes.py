@@ -231,3 +231,16 @@ def test_gate_saturation_shares_match_torch_lstm_gates():
         sat = v.abs() > TANH_SAT if "tanh" in name else (v < 1 - SIGMOID_SAT) | (v > SIGMOID_SAT)
         assert got[name] == pytest.approx(float(sat.double().mean()), abs=1e-9), name
     assert 0 < got["forget gate"] < 1
+
+
+def test_charrnn_debug_shows_where_a_user_model_raised(example, text_file, monkeypatch):
+    class NoBatchOfOne(example.NumpyRNN):
+        def forward(self, X, state):
+            if X.shape[0] == 1:
+                raise ValueError("batch of one")
+            return super().forward(X, state)
+
+    text = text_file.read_text(encoding="utf-8")
+    monkeypatch.setenv("CHARRNN_DEBUG", "1")
+    with pytest.raises(ValueError, match="batch of one"):
+        diagnose_model(NoBatchOfOne("".join(sorted(set(text)))), text_file, OPTS)

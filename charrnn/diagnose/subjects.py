@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -305,6 +306,8 @@ def _run_one(entry, ctx: Context) -> Check:
     except CharRNNError:
         raise
     except Exception as e:
+        if os.environ.get("CHARRNN_DEBUG", "") not in ("", "0"):
+            raise  # the traceback the advice below promises
         why = f"{type(e).__name__}: {e}"
         if ctx.user_code:  # their model raised: say so about their code, not as charrnn's failure
             message = f"your model raised {why} during this measurement"
