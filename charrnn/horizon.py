@@ -137,3 +137,41 @@ def past_horizon_note(stream_chars: int, horizon: dict | None) -> str | None:
             f"of {horizon['chars']:,} ({horizon['layout']}): the model was never trained to continue beyond it, so its loss "
             "there may rise; when it does, the model learned the training layout rather than the text, and longer training "
             "streams or random offsets help. `charrnn eval --by-position` shows the loss against position")
+
+
+def save_position_plot(profile: dict, path, required: bool = False):
+    """The per-position curve as a PNG (matplotlib, the plot extra), the horizon as a vertical line.
+    Returns the path, or None when matplotlib is absent and the picture was not asked for by name."""
+    from pathlib import Path
+
+    from charrnn.errors import CharRNNError
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only; never opens a window
+        import matplotlib.pyplot as plt
+    except ImportError:
+        if required:
+            raise CharRNNError("--plot needs matplotlib: pip install 'charrnn[plot]'") from None
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    bins = profile["bins"]
+    edges = [bins[0]["from"]] + [b["to"] + 1 for b in bins]  # bin k covers positions from..to
+    ax.stairs([b["loss"] for b in bins], edges, label="loss, mean over the bin")
+    if profile["horizon"]:
+        ax.axvline(profile["horizon"] + 0.5, color="tab:red", linestyle="--", label=f"trained horizon {profile['horizon']}")
+    ax.set_xscale("log")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_xlabel("characters since the zero state")
+    ax.set_ylabel("loss (nats/char)")
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    try:
+        fig.savefig(path)
+    except OSError as e:
+        raise CharRNNError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
+    return path
