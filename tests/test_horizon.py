@@ -108,3 +108,17 @@ def test_diagnose_explains_the_training_loop_vs_eval_gap(run):
     assert v["recorded_last_epoch_loss"] == pytest.approx(epochs[-1]["train_loss"])
     assert v["eval_stream_chars"] > v["horizon"]
     assert "training loop's last epoch reported" in c.message
+
+
+def test_without_matplotlib_the_picture_is_one_line_about_the_extra(monkeypatch, tmp_path):
+    import sys
+
+    from charrnn.errors import CharRNNError
+    from charrnn.horizon import save_position_plot
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    prof = {"bins": [{"from": 1, "to": 2, "loss": 1.0}], "horizon": None}
+    assert save_position_plot(prof, tmp_path / "x.png") is None
+    with pytest.raises(CharRNNError, match=r"pip install 'charrnn\[plot\]'"):
+        save_position_plot(prof, tmp_path / "x.png", required=True)
+    assert not (tmp_path / "x.png").exists()

@@ -301,7 +301,7 @@ def check_trained_horizon(ctx: Context) -> Verdict:
     horizon = horizon_of(s.ckpt)
     if horizon is None or s.train_ids is None or len(s.train_ids) < 2:
         return Verdict("skip", {}, "the checkpoint records no training layout or its train split cannot be read")
-    prof = by_position(ctx.model, s.train_ids, ctx.device, horizon, max_chars=2 * ctx.options.max_chars)
+    prof = by_position(ctx.model, s.train_ids, ctx.device, horizon, max_chars=ctx.options.max_chars)
     epochs = [e for e in s.metrics or [] if e.get("event") == "epoch" and e.get("train_loss") is not None]
     recorded = float(epochs[-1]["train_loss"]) if epochs else None
     H, within, beyond = horizon["chars"], prof.within, prof.beyond
