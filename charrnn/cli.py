@@ -293,19 +293,63 @@ def eval_(
     impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch, scratch or auto layers \\[default: the one it was trained with]."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
     json_out: bool = typer.Option(False, "--json", help="Print {loss, bpc, perplexity, chars, ...} as JSON."),
+    by_position: bool = typer.Option(False, "--by-position", help="Also show the loss against characters since the state was reset, with the run's trained horizon marked."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With --by-position: save the curve as a PNG here (needs pip install 'charrnn[plot]') \\[default: by_position.png in the run directory when matplotlib is installed]."),
 ):
     """Per-character loss, bits per character and perplexity of a checkpoint on a text."""
-    from charrnn.evaluate import evaluate_text
+    from charrnn.texts import evaluate_text
 
     if text is not None and split_name is not None:
         raise CharRNNError("give either --text or --split, not both")
+    if plot is not None and not by_position:
+        raise CharRNNError("--plot needs --by-position")
     result = evaluate_text(ckpt, text=text, split=split_name or ("val" if text is None else None), device=device,
-                           impl=impl, data_dir=data_dir)
+                           impl=impl, data_dir=data_dir, by_position=by_position)
     if json_out:
         print(json.dumps(result))
-        return
-    out.print(f"{result['source']}: loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
-              f"perplexity {result['perplexity']:.3f} over {result['chars']:,} characters")
+    else:
+        lay = result["layout"]
+        out.print(f"{result['source']}: loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
+                  f"perplexity {result['perplexity']:.3f} over {result['chars']:,} characters "
+                  f"({lay['streams']} stream(s) of {lay['stream_chars']:,} characters, each from a zero state)")
+    if result["warning"]:
+        from rich.markup import escape
+
+        console.print(f"[yellow]warning:[/] {escape(result['warning'])}")
+    if by_position:
+        _show_by_position(result, plot, quiet=json_out)
+
+
+def _show_by_position(result: dict, plot: Path | None, quiet: bool) -> None:
+    """The --by-position table (stderr when --json holds stdout) and, with matplotlib, the picture."""
+    from rich import box
+    from rich.table import Table
+
+    import math
+
+    from charrnn.horizon import save_position_plot
+
+    prof = result["by_position"]
+    horizon = prof["horizon"]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
+                  title=f"loss by characters since the zero state ({prof['streams']} streams of {prof['stream_chars']:,})")
+    for col in ("positions", "loss", "perplexity", "chars"):
+        table.add_column(col, justify="right")
+    for b in prof["bins"]:
+        mark = " [yellow]past horizon[/]" if b["past_horizon"] else ""
+        table.add_row(f"{b['from']}-{b['to']}{mark}", f"{b['loss']:.4f}", f"{b['perplexity']:.3f}", f"{b['chars']:,}")
+    (console if quiet else out).print(table)
+    if horizon:
+        within, beyond = prof["loss_within_horizon"], prof["loss_beyond_horizon"]
+        tail = f", past it {beyond:.4f} (perplexity {math.exp(beyond):.3f})" if beyond is not None else ""
+        (console if quiet else out).print(f"trained horizon {horizon:,} characters ({result['horizon']['layout']}): loss within it "
+                                          f"{within:.4f} (perplexity {math.exp(within):.3f}){tail}")
+    path = plot or Path(result["checkpoint"]).parent / "by_position.png"
+    written = save_position_plot(prof, path, required=plot is not None)
+    if written:
+        console.print(f"picture: {written}")
+    elif plot is None:
+        console.print("[dim]for a picture of this curve: pip install 'charrnn[plot]'[/]")
 
 
 # ---------------------------------------------------------------------------------------------- info
@@ -410,7 +454,7 @@ def diagnose(
     from rich.markup import escape
 
     from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint, diagnose_factory
-    from charrnn.diagnose_checks import SECTIONS
+    from charrnn.diagnose import SECTIONS
 
     if (ckpt is None) == (model_factory is None):
         raise CharRNNError("give a checkpoint or --model-factory module:function (one of them)")

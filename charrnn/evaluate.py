@@ -13,7 +13,8 @@ rows is padded and masked out), and the result is total NLL / characters scored:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -50,6 +51,34 @@ class LossReport:
         return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}
 
 
+def scan_chunks(model, state, cols: int, chunk: int, take: Callable[[int, int], torch.Tensor],
+                forward: Callable | None = None, detach: Callable = detach_state) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Feed columns [s, e) of a (rows, cols) layout chunk by chunk, the state carried from chunk to chunk
+    (detached: no graph across chunks). `take(s, e)` returns the input ids (rows, e - s) on the model's
+    device; yields (s, e, logits (rows, e - s, V)). The one place charrnn scores streams with carried
+    state: `evaluate_ids`, diagnose's `score_rows` and the by-position profile all walk it."""
+    forward = forward or model
+    for s in range(0, cols, chunk):
+        e = min(s + chunk, cols)
+        logits, state = forward(take(s, e), state)
+        yield s, e, logits
+        state = detach(state)
+
+
+@torch.no_grad()
+def score_streams(model, x: torch.Tensor, y: torch.Tensor, device, chunk: int, forward: Callable | None = None,
+                  detach: Callable = detach_state) -> torch.Tensor:
+    """Per-character NLL (rows, cols), float64 on the CPU, of rows x -> y scored from a fresh state carried
+    across chunks: column t of every row is scored with exactly t characters of context."""
+    chunks = scan_chunks(model, model.begin_state(x.shape[0], device), x.shape[1], chunk,
+                         take=lambda s, e: x[:, s:e].to(device), forward=forward, detach=detach)
+    out = []
+    for s, e, logits in chunks:
+        nll = F.cross_entropy(logits.float().flatten(0, 1), y[:, s:e].to(device).flatten(), reduction="none")
+        out.append(nll.view(logits.shape[:2]).double().cpu())
+    return torch.cat(out, dim=1)
+
+
 @torch.no_grad()
 def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256) -> LossReport:
     """Score ids[1:] given ids[:-1] with carried state; returns total NLL and the number scored.
@@ -60,55 +89,32 @@ def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 25
     n = len(arr) - 1
     if n < 1:
         return LossReport(0.0, 0)
-    if streams is None:
-        streams = max(1, min(MAX_STREAMS, n // MIN_STREAM))
-    rows, cols = stream_layout(n, streams)
+    rows, cols = eval_layout(n, streams)
     starts = np.arange(rows)[:, None] * cols  # (rows, 1): row r is the stretch [r*cols, (r+1)*cols)
+
+    def positions(s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
+        pos = starts + np.arange(s, e)  # (rows, e - s) input positions
+        return np.minimum(pos, n - 1), pos < n  # the ragged end of the last rows scores nothing
+
+    def take(s: int, e: int) -> torch.Tensor:
+        return torch.from_numpy(arr[positions(s, e)[0]].astype(np.int64)).to(device)
+
     was_training = model.training
     model.eval()
-    state = model.begin_state(rows, device)
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for s in range(0, cols, chunk):
-        pos = starts + np.arange(s, min(s + chunk, cols))  # (rows, t) input positions
-        valid = pos < n  # the ragged end of the last rows scores nothing
-        pos = np.minimum(pos, n - 1)
-        xb = torch.from_numpy(arr[pos].astype(np.int64)).to(device)
+    for s, e, logits in scan_chunks(model, model.begin_state(rows, device), cols, chunk, take):
+        pos, valid = positions(s, e)
         yb = torch.from_numpy(arr[pos + 1].astype(np.int64)).to(device)
         mb = torch.from_numpy(valid).to(device)
-        logits, state = model(xb, state)  # (rows, t, V)
         nll = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none")
         total += (nll * mb.flatten()).sum(dtype=torch.float64)
-        state = detach_state(state)
     model.train(was_training)
     return LossReport(float(total), n)
 
 
-def evaluate_text(ckpt_path, text=None, split: str | None = "val", device: str = "auto", impl: str | None = None,
-                  data_dir: str | None = None) -> dict:
-    """`charrnn eval`: score a file, or a split of the checkpoint's own training corpus (re-split with
-    the recorded fractions and preprocessing, encoded with the checkpoint's vocabulary)."""
-    from charrnn.checkpoint import load
-    from charrnn.dataset import prepare_corpus
-    from charrnn.device import resolve_device
-    from charrnn.errors import CharRNNError
-
-    dev = resolve_device(device)
-    ck = load(ckpt_path, dev, impl=impl)
-    if text is not None:
-        ids = ck.vocab.encode(ck.preprocessing.read(text))
-        source = str(text)
-    else:
-        if split not in ("train", "val", "test"):
-            raise CharRNNError(f"--split must be train, val or test (got {split!r})")
-        if ck.train_config is None:
-            raise CharRNNError(f"{ck.path} records no training corpus; use --text FILE")
-        cfg = ck.train_config
-        corpus_name = (ck.raw.get("corpus") or {}).get("path") or cfg.corpus
-        cfg = replace(cfg, corpus=corpus_name, data_dir=data_dir or cfg.data_dir)
-        corpus = prepare_corpus(cfg, vocab=ck.vocab)
-        ids = getattr(corpus, split)
-        if len(ids) < 2:
-            raise CharRNNError(f"the {split} split of {corpus.name} is empty (the run used --{split}-frac {getattr(cfg, split + '_frac', 0)})")
-        source = f"{corpus.name} {split} split"
-    report = evaluate_ids(ck.model, ids, dev, chunk=256)
-    return {**report.to_dict(), "source": source, "checkpoint": ck.path}
+def eval_layout(n_targets: int, streams: int | None = None) -> tuple[int, int]:
+    """(rows, cols) in which `evaluate_ids` lays out n_targets characters: contiguous streams, each from
+    a zero state, at least MIN_STREAM characters long by default and at most MAX_STREAMS of them."""
+    if streams is None:
+        streams = max(1, min(MAX_STREAMS, n_targets // MIN_STREAM))
+    return stream_layout(n_targets, streams)

@@ -23,6 +23,7 @@ from charrnn.config import to_dict
 from charrnn.checkpoint import save_checkpoint
 from charrnn.errors import write_failed
 from charrnn.evaluate import LossReport, evaluate_ids
+from charrnn.horizon import trained_horizon
 from charrnn.loop import REPORTED, Event, Trainer
 from charrnn.models import count_parameters
 from charrnn.runstate import carried_for_checkpoint
@@ -167,6 +168,7 @@ def snapshot(tr: Trainer, carried) -> dict:
         "best_val_loss": tr.run.best_val,
         "val_loss": tr.last_val.loss if tr.last_val else None,
         "params": count_parameters(tr.model),
+        "horizon": trained_horizon(to_dict(cfg), len(corpus.train)),  # how far from a zero state training ran
     }
 
 
