@@ -341,7 +341,7 @@ def gradcheck(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     user: Optional[str] = typer.Option(None, "--user", metavar="FILE.py[:NAME]", help="Check YOUR backward instead: an adapter with vocab_size, params() and loss_and_grads(params, inputs, targets); --seq-len (default 8), --seed, --samples apply (see the README)."),
 ):
-    """Check the scratch engine's hand-written gradients against finite differences and autograd."""
+    """Check the scratch engine's hand-written gradients against finite differences and autograd; --user: your own."""
     from rich import box
     from rich.table import Table
 

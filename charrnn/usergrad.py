@@ -258,7 +258,15 @@ def measure(adapter, params: dict, T: int, opts: UserGradOptions, rng: np.random
             gen: torch.Generator) -> _Measure:
     V = int(adapter.vocab_size)
     inputs, targets = rng.integers(0, V, T).tolist(), rng.integers(0, V, T).tolist()
+    before = {n: np.array(_flat(p), copy=True) for n, p in params.items()}
     loss, loss_dtype, grads, dtypes = evaluate(adapter, params, inputs, targets)
+    changed = [n for n, p in params.items() if not np.array_equal(np.asarray(_flat(p)), before[n])]
+    if changed:
+        raise CharRNNError(f"--user: loss_and_grads changed {', '.join(changed)} in place (an update step?): it must "
+                           "only compute the loss and the gradients at the params it is given")
+    if not np.isfinite(loss):
+        raise CharRNNError(f"your loss is {loss} at T = {T} at the start point of params(): nothing to differentiate "
+                           "(a log of 0? an overflowing exp?)", exit_code=1)
     m = _Measure(T, loss, [loss], loss_dtype, {}, {}, grads, dtypes, {}, ABS_TOL_PER_LOSS * max(abs(loss), 1.0))
     for name, p in params.items():
         want = tuple(p.shape)

@@ -94,6 +94,8 @@ _NAMED = {  # name -> k(T, V), and what it means
     "T*V": (lambda T, V: T * V, "the loss is divided by T and by V (np.mean over time and over a one-hot "
             "row) but the gradients by neither: use -np.log(y_hat[target]) summed over time"),
     "1/(T*V)": (lambda T, V: 1 / (T * V), "the gradients are divided by T and by V but the loss is not"),
+    "-1": (lambda T, V: -1, "the gradients have the opposite sign of your loss's derivative (y - y_hat where "
+           "y_hat - y is meant?): a descent step with them climbs the loss"),
 }
 
 

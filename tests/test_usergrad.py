@@ -143,6 +143,26 @@ def test_gradients_of_the_mean_named_1_over_T(bigram):
     assert ids(report) == {"scale"} and finding(report, "scale").values["matches"] == "1/T"
 
 
+def test_sign_flip_is_named(bigram):
+    report = check(bigram("GRAD_SCALE = -1.0\n"), seq_len=3)
+    assert ids(report) == {"scale"} and finding(report, "scale").values["matches"] == "-1"
+
+
+def test_an_adapter_that_updates_its_params_is_refused(bigram):
+    path = bigram("_orig = loss_and_grads\ndef loss_and_grads(p, i, t):\n    l, g = _orig(p, i, t)\n"
+                  "    p['W'] -= 0.1 * g['W']\n    return l, g\n")
+    with pytest.raises(CharRNNError, match="changed W in place") as e:
+        check(path, seq_len=2)
+    assert e.value.exit_code == 2
+
+
+def test_a_non_finite_loss_fails_plainly(bigram):
+    with pytest.raises(CharRNNError, match="your loss is nan") as e:
+        check(bigram("_orig = loss_and_grads\ndef loss_and_grads(p, i, t):\n    l, g = _orig(p, i, t)\n"
+                     "    return float('nan'), g\n"), seq_len=2)
+    assert e.value.exit_code == 1
+
+
 def test_float32_loss_is_said_plainly_and_nothing_else_is_claimed(bigram):
     report = check(bigram("DTYPE = np.float32\n"), seq_len=3)
     assert ids(report) == {"float32"} and finding(report, "float32").values["loss"] is True
