@@ -5,8 +5,8 @@ Column vectors throughout: x_t is a one-hot (V, 1), h_t and C_t are (H, 1), z_t 
 first, so that h_s[t+1] is h_t and C_s[t+1] is C_t (and C_s[t] is C_{t-1}, the previous cell state).
 The backward is written by hand, BPTT from the last step to the first.
 
-The last three names are the adapter that `charrnn gradcheck --user examples/numpy_lstm.py` calls:
-vocab_size, params() and loss_and_grads(params, inputs, targets).
+vocab_size (at the top), params() and loss_and_grads(params, inputs, targets) (at the bottom) are the
+adapter that `charrnn gradcheck --user examples/numpy_lstm.py` calls.
 """
 
 import numpy as np
