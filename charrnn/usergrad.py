@@ -254,13 +254,17 @@ def _flat(p):
     return p.detach().view(-1) if isinstance(p, torch.Tensor) else p.reshape(-1)
 
 
+def _numpy(p) -> np.ndarray:
+    return p.detach().numpy() if isinstance(p, torch.Tensor) else p
+
+
 def measure(adapter, params: dict, T: int, opts: UserGradOptions, rng: np.random.Generator,
             gen: torch.Generator) -> _Measure:
     V = int(adapter.vocab_size)
     inputs, targets = rng.integers(0, V, T).tolist(), rng.integers(0, V, T).tolist()
-    before = {n: np.array(_flat(p), copy=True) for n, p in params.items()}
+    before = {n: _numpy(p).copy() for n, p in params.items()}
     loss, loss_dtype, grads, dtypes = evaluate(adapter, params, inputs, targets)
-    changed = [n for n, p in params.items() if not np.array_equal(np.asarray(_flat(p)), before[n])]
+    changed = [n for n, p in params.items() if not np.array_equal(_numpy(p), before[n])]
     if changed:
         raise CharRNNError(f"--user: loss_and_grads changed {', '.join(changed)} in place (an update step?): it must "
                            "only compute the loss and the gradients at the params it is given")
