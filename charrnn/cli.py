@@ -386,6 +386,8 @@ def gradcheck(
 
 def _gradcheck_user(spec: str, seq_len: Optional[int], seed: int, samples: Optional[int], json_out: bool) -> None:
     """gradcheck --user: run charrnn.usergrad on the user's adapter, print the table and the findings."""
+    import math
+
     from rich import box
     from rich.markup import escape
     from rich.table import Table
@@ -398,9 +400,10 @@ def _gradcheck_user(spec: str, seq_len: Optional[int], seed: int, samples: Optio
     if json_out:
         print(json.dumps(report.to_dict()))
     lengths = ", ".join(map(str, opts.lengths))
+    checked, total = sum(t.checked for t in report.tensors), sum(math.prod(t.shape) for t in report.tensors)
     console.print(f"gradcheck --user {escape(spec)}: vocab {report.vocab_size}, {len(report.tensors)} tensors; your "
                   f"loss_and_grads at T = {lengths} against central differences of your loss (float64, eps "
-                  f"{opts.eps:g}); {report.evaluations} calls, {report.seconds:.1f}s")
+                  f"{opts.eps:g}) on {checked} of {total} elements; {report.evaluations} calls, {report.seconds:.1f}s")
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("tensor", "shape"):
         table.add_column(col, no_wrap=True)
