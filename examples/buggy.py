@@ -19,6 +19,8 @@ BUGS = {
                "C_prev = C[t-1] instead of C[t]"),
     "gate_derivative": ("numpy_lstm.py", "do *= o[t] * (1 - o[t])", "# (the output gate's sigmoid derivative left out)",
                         "the output gate's derivative left out"),
+    "tanh_twice": ("numpy_lstm.py", "(1 - np.tanh(C[t + 1]) ** 2)", "(1 - np.tanh(np.tanh(C[t + 1])) ** 2)",
+                   "tanh applied twice on the cell-state path"),
     "mean_loss": ("numpy_lstm.py", "    return loss\n", "    return loss / len(targets)\n",
                   "the loss reported as a mean over time, the gradients of the sum"),
     "vocab_mean": ("numpy_lstm.py", "loss += -np.log(y_hat[target, 0])",

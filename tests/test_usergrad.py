@@ -50,6 +50,7 @@ EXPECTED = {
     "h_index": ("local", {"tensors": ["W_v"], "zero_at_T1": ["W_v"], "nonzero_where_none": []}),
     "c_prev": ("local", {"tensors": ["W_f", "b_f"], "zero_at_T1": [], "nonzero_where_none": ["W_f", "b_f"]}),
     "gate_derivative": ("local", {"tensors": ["W_o", "b_o"], "zero_at_T1": [], "nonzero_where_none": []}),
+    "tanh_twice": ("local", {"tensors": ["W_i", "b_i", "W_g", "b_g"], "zero_at_T1": [], "nonzero_where_none": []}),
     "mean_loss": ("scale", {"matches": "T", "factor": SEQ}),
     "vocab_mean": ("scale", {"matches": "V", "factor": 7}),
     "forget_carry": ("recurrent", {"from_T": 2}),
