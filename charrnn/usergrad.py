@@ -35,6 +35,7 @@ k = 100: abs_tol = ABS_TOL_PER_LOSS * max(|L|, 1) = 1.1e-8 |L| at eps = 1e-6, th
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 import time
@@ -139,7 +140,8 @@ def load_adapter(spec: str):
     try:
         mod_spec = importlib.util.spec_from_file_location(f"_charrnn_user_{path.stem}", path)
         module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
+        with contextlib.redirect_stdout(sys.stderr):
+            mod_spec.loader.exec_module(module)
     except Exception as e:
         raise CharRNNError(f"--user: cannot import {file}: {_where(e)}") from None
     finally:
@@ -170,7 +172,8 @@ def _where(e: Exception) -> str:
 
 def _call(fn, what: str, *args):
     try:
-        return fn(*args)
+        with contextlib.redirect_stdout(sys.stderr):  # the user's prints must not mix into --json on stdout
+            return fn(*args)
     except CharRNNError:
         raise
     except Exception as e:  # the user's code failed: their exception, their line

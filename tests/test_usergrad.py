@@ -193,6 +193,14 @@ def test_seeded_runs_are_reproducible(bigram):
 # the command line
 
 
+def test_cli_json_stays_clean_when_the_users_code_prints(bigram):
+    path = bigram("print('importing my model')\n_orig = loss_and_grads\ndef loss_and_grads(p, i, t):\n"
+                  "    print('loss', 1.0)\n    return _orig(p, i, t)\n")
+    r = runner.invoke(app, ["gradcheck", "--user", path, "--seq-len", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["verdict"] == "pass" and "importing my model" in r.stderr
+
+
 def test_cli_json_and_exit_codes():
     ok = runner.invoke(app, ["gradcheck", "--user", str(EXAMPLES / "torch_rnn.py"), "--seq-len", "3", "--json"])
     assert ok.exit_code == 0, ok.output
