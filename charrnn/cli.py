@@ -395,8 +395,9 @@ def gradcheck(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     batch_alias: Optional[int] = typer.Option(None, "--batch", hidden=True, help="Old spelling of --batch-size."),
     vocab_alias: Optional[int] = typer.Option(None, "--vocab", hidden=True, help="Old spelling of --vocab-size."),
+    user: Optional[str] = typer.Option(None, "--user", metavar="FILE.py[:NAME]", help="Check YOUR backward instead: an adapter with vocab_size, params() and loss_and_grads(params, inputs, targets); --seq-len (default 8), --seed, --samples apply (see the README)."),
 ):
-    """Check the scratch engine's hand-written gradients against finite differences and autograd."""
+    """Check the scratch engine's hand-written gradients against finite differences and autograd; --user: your own."""
     from rich import box
     from rich.table import Table
 
@@ -404,6 +405,13 @@ def gradcheck(
 
     batch = batch if batch is not None else batch_alias
     vocab = vocab if vocab is not None else vocab_alias
+    if user is not None:
+        others = {"CKPT": ckpt, "--model": model, "--layers": layers, "--hidden": hidden, "--batch-size": batch,
+                  "--vocab-size": vocab, "--embed": embed}
+        given = [k for k, v in others.items() if v is not None]
+        if given:
+            raise CharRNNError(f"--user checks your own code: {', '.join(given)} do not apply to it")
+        return _gradcheck_user(user, seq_len, seed, samples, json_out)
     given = dict(model=model, layers=layers, hidden=hidden, batch=batch, seq_len=seq_len, vocab=vocab,
                  embed=embed, seed=seed, samples=samples)
     if ckpt is not None:
@@ -433,6 +441,48 @@ def gradcheck(
                            exit_code=1)
     tols = "; ".join(f"{m} abs {a:g} or rel {r:g}" for m, (a, r) in TOLERANCES.items())
     console.print(f"gradcheck passed: all {len(report.rows)} comparisons within tolerance ({tols})")
+
+
+def _gradcheck_user(spec: str, seq_len: Optional[int], seed: int, samples: Optional[int], json_out: bool) -> None:
+    """gradcheck --user: run charrnn.usergrad on the user's adapter, print the table and the findings."""
+    import math
+
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from charrnn.usergrad import UserGradOptions, check_user_gradients
+
+    opts = UserGradOptions(spec, **({"seq_len": seq_len} if seq_len is not None else {}), seed=seed, samples=samples)
+    with console.status("checking your gradients", spinner="dots") as status:
+        report = check_user_gradients(opts, on_length=lambda T: status.update(f"checking your gradients at T = {T}"))
+    if json_out:
+        print(json.dumps(report.to_dict()))
+    lengths = ", ".join(map(str, opts.lengths))
+    checked, total = sum(t.checked for t in report.tensors), sum(math.prod(t.shape) for t in report.tensors)
+    console.print(f"gradcheck --user {escape(spec)}: vocab {report.vocab_size}, {len(report.tensors)} tensors; your "
+                  f"loss_and_grads at T = {lengths} against central differences of your loss (float64, eps "
+                  f"{opts.eps:g}) on {checked} of {total} elements; {report.evaluations} calls, {report.seconds:.1f}s")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("tensor", "shape"):
+        table.add_column(col, no_wrap=True)
+    for col in ("abs err", "rel err", "abs tol", "n", "wrong from", "result"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for t in report.tensors:
+        err = (f"{t.max_abs:.1e}", f"{t.max_rel:.1e}") if t.max_abs is not None else ("-", "-")
+        table.add_row(escape(t.name), "x".join(map(str, t.shape)) or "()", *err, f"{t.abs_tol:.0e}", str(t.checked),
+                      f"T = {t.wrong_from}" if t.wrong_from else "-", "[green]PASS[/]" if t.passed else "[bold red]FAIL[/]")
+    console.print(table)
+    console.print(f"[dim]abs err, rel err and n at T = {opts.seq_len}; an element passes within abs tol or rel "
+                  f"{report.to_dict()['rel_tol']:g}[/]")
+    for f in report.findings:
+        console.print(f"[bold]{f.id}[/]: {escape(f.message)}")
+    if report.verdict == "fail":
+        bad = [t.name for t in report.tensors if not t.passed]
+        what = ", ".join(f.id for f in report.findings) or "out of tolerance"
+        raise CharRNNError(f"gradcheck --user FAILED ({what}): {len(bad)} of {len(report.tensors)} tensors wrong"
+                           + (f" ({', '.join(bad)})" if bad else ""), exit_code=1)
+    console.print(f"gradcheck --user passed: every tensor within tolerance at T = {lengths}")
 
 
 # ------------------------------------------------------------------------------------------ diagnose
