@@ -383,10 +383,10 @@ def gradcheck(
 @app.command()
 def diagnose(
     ckpt: Optional[str] = typer.Argument(None, metavar="CKPT", help="A run directory or .pt file (its val split is scored unless --text)."),
-    text: Optional[Path] = typer.Option(None, "--text", help="Measure on this UTF-8 file (required with --model-factory)."),
+    text: Optional[Path] = typer.Option(None, "--text", help="Measure on this UTF-8 file (required with --model-factory). With --log: the text your loop trained on (its vocabulary size V and unigram entropy)."),
     model_factory: Optional[str] = typer.Option(None, "--model-factory", help="module:function or path/file.py:function returning your own model (forward(x, state), begin_state, vocab)."),
     max_chars: int = typer.Option(50_000, "--max-chars", help="Characters scored per check, at most."),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Window for reset vs carry \\[default: the run's --seq-len, else 64]."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Window for reset vs carry \\[default: the run's --seq-len, else 64]. With --log: your loop's sequence length T."),
     device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda | mps"),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled windows and perturbations."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),

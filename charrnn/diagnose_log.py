@@ -46,6 +46,7 @@ ABOVE_UNIFORM = 1.1  # x ln V: a per-character loss ending above this is worse t
 CURVE_FLAT = 0.02  # fell by less than 2% from the first point to the end: flat
 CURVE_RISE = 0.10  # the end is 10% above the minimum: rose
 CURVE_DIVERGE = 1.5  # the end is 1.5x the first point (or not finite): diverging
+SMOOTH_FROM = 30  # logs with this many points or more are judged averaged over windows of n/10 points
 JUMP = 0.25  # a point 25% above the one before is a jump; two or more: unstable
 UNIGRAM_FLAT = 0.95  # a flat curve at 95% of the unigram entropy (or ln V) or above has learned nothing
 OVERFIT_RISE = 0.05  # val 5% above its minimum while train kept falling
@@ -306,7 +307,7 @@ def _curve_scale(name: str, curve: np.ndarray, lnV: float, factors: list[Factor]
     side = "above" if first[1] > hi else "below"
     where = f"{name} starts at {first[1]:.4g} = {first[1] / lnV:.3g} x ln V = {lnV:.3f}"
     seen = curve[~np.isnan(curve)]
-    rise = float(np.max(seen[1:] / seen[:-1]) - 1) if len(seen) >= 2 and np.isfinite(seen).all() else (0.0 if len(seen) < 2 else math.inf)
+    rise = _largest_rise(seen)
     values["largest_rise"] = rise
     if side == "above" and rise > SMOOTH_RISE:  # a bookkeeping factor scales a smooth curve; this one jumps
         return ("ok", None, values, f"{where}, and the curve itself jumps up by {100 * rise:.0f}% between two points: a real "
@@ -405,6 +406,26 @@ def _corrected_curves(log: TrainingLog, div: dict[str, float]) -> dict:
     return out
 
 
+def _smoothed(curve: np.ndarray) -> np.ndarray:
+    """A long log of per-batch losses averaged over windows of n/10 points, so that batch-to-batch noise is
+    not read as jumps; short logs (epochs) as they are."""
+    n = len(curve)
+    if n < SMOOTH_FROM:
+        return curve
+    w = n // 10
+    return np.convolve(curve, np.ones(w) / w, mode="valid")
+
+
+def _largest_rise(curve: np.ndarray) -> float:
+    """The largest relative rise between consecutive (smoothed) points; inf when a value is not finite."""
+    if len(curve) < 2:
+        return 0.0
+    if not np.isfinite(curve).all():
+        return math.inf
+    smooth = _smoothed(curve)
+    return float(np.max(smooth[1:] / smooth[:-1]) - 1) if len(smooth) >= 2 else 0.0
+
+
 def _shape(curve: np.ndarray, lnV: float, floor: float) -> tuple[str, str, dict, str]:
     """The trend of one per-character curve: (status, label, values, message)."""
     n = len(curve)
@@ -412,23 +433,25 @@ def _shape(curve: np.ndarray, lnV: float, floor: float) -> tuple[str, str, dict,
     bad = np.flatnonzero(~np.isfinite(curve))
     if len(bad):
         return "fail", "diverging", values, f"not finite from point {int(bad[0]) + 1} of {n}"
-    k = max(1, n // 5)
-    first, end = float(curve[0]), float(curve[-k:].mean())
-    i_min = int(np.argmin(curve))
-    jumps = int((curve[1:] > curve[:-1] * (1 + JUMP)).sum())
-    values |= {"first": first, "end": end, "min": float(curve[i_min]), "min_at_point": i_min + 1, "jumps": jumps}
+    smooth = _smoothed(curve)  # (m,) m = n for short logs
+    m, k = len(smooth), max(1, n // 5)
+    first, end = float(smooth[0]), float(curve[-k:].mean())
+    i_min = int(np.argmin(smooth))
+    jumps = int((smooth[1:] > smooth[:-1] * (1 + JUMP)).sum())
+    values |= {"first": first, "end": end, "min": float(smooth[i_min]), "min_at_point": i_min + 1, "jumps": jumps,
+               "smoothed_over": n - m + 1}
     span = f"{first:.4g} -> {end:.4g}"
     if end > CURVE_DIVERGE * first:
         return "fail", "diverging", values, f"diverging: {span}"
     if end > ABOVE_UNIFORM * lnV:
         return ("fail", "unstable", values, f"ends at {end:.4g}, above ln V = {lnV:.3f} (what uniform guessing scores): "
                 "the weights are worse than untrained")
-    if n >= 3 and (np.diff(curve) > 0).all() and end > first * (1 + CURVE_FLAT):
-        return "fail", "rising", values, f"rises at every one of {n - 1} steps of the log: {span}"
+    if m >= 3 and (np.diff(smooth) > 0).all() and end > first * (1 + CURVE_FLAT):
+        return "fail", "rising", values, f"rises at every one of {m - 1} steps of the log: {span}"
     if jumps >= 2:
         return "warn", "unstable", values, f"jumps up by more than {100 * JUMP:.0f}% {jumps} times ({span})"
-    if end > curve[i_min] * (1 + CURVE_RISE) and i_min < n - k:
-        return "warn", "rising", values, f"rose {100 * (end / curve[i_min] - 1):.0f}% after its minimum {curve[i_min]:.4g} ({span})"
+    if end > smooth[i_min] * (1 + CURVE_RISE) and i_min < m - k:
+        return "warn", "rising", values, f"rose {100 * (end / smooth[i_min] - 1):.0f}% after its minimum {smooth[i_min]:.4g} ({span})"
     if (first - end) / first < CURVE_FLAT:
         if end >= UNIGRAM_FLAT * floor:
             return ("fail", "flat", values, f"flat at {end:.4g} nats/char, no better than character frequencies ({floor:.3f}): "

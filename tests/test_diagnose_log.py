@@ -184,13 +184,15 @@ def test_negative_loss_fails_scale_and_no_factor_is_claimed(corpus, tmp_path, si
     assert "negative" in scale.message and "log_softmax" in scale.advice
 
 
-def test_charrnn_metrics_jsonl_passes(corpus, tmp_path):
+@pytest.mark.parametrize("log_every", [10, 1])
+def test_charrnn_metrics_jsonl_passes(corpus, tmp_path, log_every):
+    """charrnn's own record, once every 10 steps and once every step (noisy per-batch losses)."""
     from charrnn.train import train
 
-    summary = train(tiny_options(corpus, tmp_path / "run", max_steps=60, eval_every=20, log_every=10))
+    summary = train(tiny_options(corpus, tmp_path / "run", max_steps=60, eval_every=20, log_every=log_every))
     metrics = Path(summary["run_dir"]) / "metrics.jsonl"
     log = read_log(metrics)
-    assert log.format == "charrnn metrics.jsonl" and log.x_name == "step" and len(log.x) == 6
+    assert log.format == "charrnn metrics.jsonl" and log.x_name == "step" and len(log.x) == 60 // log_every
     assert log.val is not None and int((~torch.tensor(log.val).isnan()).sum()) == 3
     report = diagnose_log(metrics, LogOptions(batch_size=8, seq_len=16, text=str(corpus)))
     assert report.verdict == "ok", [c.message for c in report.checks]
