@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -273,3 +274,18 @@ def test_nan_in_a_log_is_divergence_and_empty_cells_are_missing(tmp_path):
 def test_bad_option_values_raise(tmp_path):
     with pytest.raises(CharRNNError):
         LogOptions(vocab_size=1)
+
+
+def test_per_batch_noise_is_not_instability_and_a_min_char_rnn_smooth_loss_is_T_times(tmp_path):
+    """Per-batch losses of a healthy run (an exponential fall to 1.3 nats with 15% batch-to-batch noise, as
+    B = 1, T = 25 gives): judged smoothed, it learns; the same numbers x T (min-char-rnn's summed loss) are
+    found with factor T."""
+    rng = np.random.default_rng(0)
+    V, steps = 65, np.arange(0, 20000, 100)
+    per_char = (1.3 + (math.log(V) - 1.3) * np.exp(-steps / 3000)) * (1 + 0.15 * rng.standard_normal(len(steps)))
+    for name, scale in (("per_char", 1), ("summed", 25)):
+        path = tmp_path / f"{name}.csv"
+        path.write_text("iter,loss\n" + "".join(f"{s},{v * scale}\n" for s, v in zip(steps, per_char)), encoding="utf-8")
+        checks = _by_id(diagnose_log(path, LogOptions(vocab_size=V, batch_size=1, seq_len=25)))
+        assert checks["log.trend"].status == "ok", checks["log.trend"].message
+        assert checks["log.scale"].values["factor"] == (None if scale == 1 else 25)
