@@ -324,7 +324,7 @@ def _curve_scale(name: str, curve: np.ndarray, lnV: float, factors: list[Factor]
                 "check that the loss is divided once, by the number of characters scored")
     best = matches[0]
     values |= {"factor": best.value, "corresponds_to": best.label}
-    others = "; the log cannot tell it from " + "; ".join(f"{f.value:.4g} ({f.label})" for f in matches[1:]) if len(matches) > 1 else ""
+    others = "; the log cannot tell it from " + "; ".join(f"{f.label.split(':')[0]}" for f in matches[1:]) if len(matches) > 1 else ""
     return ("fail", best, values,
             f"{where}: not a per-character loss; divided by {best.value:.4g} it starts at {first[1] / best.value:.4g} "
             f"({first[1] / best.value / lnV:.2f} x ln V): factor {best.value:.4g} = {best.label}{others}", best.advice)
