@@ -457,7 +457,7 @@ def _diagnose_log(log, batch_size, seq_len, vocab_size, text, train_size, val_si
     console.print(f"[{colour[report.verdict]}]{escape(report.summary)}[/]")
     known = ", ".join(f"{k} {subj[k]}" for k in ("batch_size", "seq_len", "train_size", "val_size") if subj[k] is not None)
     unigram = f", unigram entropy {subj['unigram_entropy']:.3f}" if subj["unigram_entropy"] is not None else ""
-    console.print(f"[dim]{escape(subj['log'])} ({subj['format']}, {subj['rows']} rows); vocab {subj['vocab_size']}: "
+    console.print(f"[dim]{escape(subj['log'])} ({subj['format']}, {subj['rows']} row{'s' if subj['rows'] != 1 else ''}); vocab {subj['vocab_size']}: "
                   f"ln V = {subj['ln_vocab']:.3f}{unigram}; {escape(known) or 'no --batch-size / --seq-len given'}[/]")
     curves, div = subj["curves"], subj["divisors"]
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="recorded vs per character", title_justify="left")

@@ -165,7 +165,10 @@ def _from_rows(path, fmt: str, rows) -> TrainingLog:
     def col(name):
         return None if name is None else np.array([_number(r.get(name), path, no, name) for no, r in rows])
 
-    return TrainingLog(str(path), fmt, x_col.strip().lower(), col(x_col), col(train_col), col(val_col), col(gn_col), col(lr_col))
+    train = col(train_col)
+    if np.isnan(train).all():
+        raise CharRNNError(f"--log: {path}: the {train_col} column has no values")
+    return TrainingLog(str(path), fmt, x_col.strip().lower(), col(x_col), train, col(val_col), col(gn_col), col(lr_col))
 
 
 def _from_charrnn_metrics(path, events: list[dict]) -> TrainingLog:
@@ -371,6 +374,13 @@ def check_train_val(log: TrainingLog, factors: dict[str, Factor | None], options
     values = {"at": float(log.x[i]), "val_over_train_recorded": recorded, "factor": None, "corresponds_to": None}
     corrected = recorded * div["train"] / div["val"]
     where = f"at {log.x_name} {log.x[i]:g} val/train = {log.val[i]:.4g}/{log.train[i]:.4g} = {recorded:.3g}"
+    erratic = [n for n, c in (("train", log.train), ("val", log.val)) if _largest_rise(c[~np.isnan(c)]) > JUMP]
+    if erratic and abs(math.log(corrected)) > math.log(SCALE_RATIO):
+        values["val_over_train_corrected"] = corrected
+        return (_check(cid, "warn", values,
+                       f"{where}, but {' and '.join(erratic)} {'jumps' if len(erratic) == 1 else 'jump'} by more than {100 * JUMP:.0f}% between points: a curve this "
+                       "unstable cannot be compared with the other at one point, so no scale is claimed (see log.trend)",
+                       "make training stable first (log.trend), then compare train and val"), div)
     if abs(math.log(corrected)) > math.log(SCALE_RATIO):  # log.scale did not explain the gap: try the factors on it
         cands = [Factor(1 / f.value, "train: " + f.label) for f in known_factors(options, options.train_size)]
         cands += [Factor(f.value, "val: " + f.label) for f in known_factors(options, options.val_size)]
@@ -441,13 +451,13 @@ def _shape(curve: np.ndarray, lnV: float, floor: float) -> tuple[str, str, dict,
     values |= {"first": first, "end": end, "min": float(smooth[i_min]), "min_at_point": i_min + 1, "jumps": jumps,
                "smoothed_over": n - m + 1}
     span = f"{first:.4g} -> {end:.4g}"
+    if m >= 3 and (np.diff(smooth) > 0).all() and end > first * (1 + CURVE_FLAT):
+        return "fail", "rising", values, f"rises at every one of {m - 1} steps of the log: {span}"
     if end > CURVE_DIVERGE * first:
         return "fail", "diverging", values, f"diverging: {span}"
     if end > ABOVE_UNIFORM * lnV:
         return ("fail", "unstable", values, f"ends at {end:.4g}, above ln V = {lnV:.3f} (what uniform guessing scores): "
                 "the weights are worse than untrained")
-    if m >= 3 and (np.diff(smooth) > 0).all() and end > first * (1 + CURVE_FLAT):
-        return "fail", "rising", values, f"rises at every one of {m - 1} steps of the log: {span}"
     if jumps >= 2:
         return "warn", "unstable", values, f"jumps up by more than {100 * JUMP:.0f}% {jumps} times ({span})"
     if end > smooth[i_min] * (1 + CURVE_RISE) and i_min < m - k:

@@ -112,8 +112,8 @@ def main(argv=None):
                     val_total, val_n = val_total + l.item(), val_n + 1
             row = {"epoch": epoch, "train_loss": total / n, "val_loss": val_total / val_n}
             f.write(json.dumps(row) + "\n")
-            print(f"epoch {epoch}: train loss {row['train_loss']:.3f}, val loss {row['val_loss']:.3f} "
-                  f"(perplexity {math.exp(row['train_loss']):.1f})")
+            ppl = f" (perplexity {math.exp(row['train_loss']):.1f})" if row["train_loss"] < 50 else ""
+            print(f"epoch {epoch}: train loss {row['train_loss']:.3f}, val loss {row['val_loss']:.3f}{ppl}")
     print(f"charrnn diagnose --log {args.out} --vocab-size {V} --batch-size {B} --seq-len {T}")
 
 

@@ -152,6 +152,16 @@ def test_instability_far_above_ln_V_is_not_blamed_on_normalisation(len_dataset_l
     assert "learning rate" in checks["log.trend"].advice
 
 
+def test_gradient_ascent_rises_at_every_epoch_and_is_not_blamed_on_scale(corpus, tmp_path, sizes):
+    """The d2l loop stepping along the gradient (params += lr * grad, here --lr -1): the loss rises every epoch."""
+    log = _run_example("log_sum_per_sequence_bug", corpus, tmp_path / "ascent.jsonl", "--fixed", "--lr", "-1", "--epochs", "3")
+    checks = _by_id(diagnose_log(log, _options(sizes, train_size=None, val_size=None)))
+    trend = checks["log.trend"]
+    assert trend.status == "fail" and trend.values["train_trend"] == "rising" and "params -= lr * grad" in trend.advice
+    assert checks["log.scale"].values["factor"] is None and checks["log.scale"].values["val_factor"] is None
+    assert checks["log.train_val_scale"].status != "fail"
+
+
 def _nll_on_logits_loop(corpus: Path, out: Path) -> Path:
     """A user loop that feeds raw logits to nn.NLLLoss (which expects log-probabilities): loss negative."""
     torch.manual_seed(0)
@@ -243,6 +253,7 @@ def test_cli_passes_with_exit_0(sum_logs, sizes):
     ("loss\n2.5\n", ["--vocab-size", "30"], "no epoch (or step) column"),
     ('{"epoch": 1, "train_loss": 2.5}\n{"epoch": 2, \n', ["--vocab-size", "30"], "line 2 is not JSON"),
     ("", ["--vocab-size", "30"], "is empty"),
+    ("epoch,train_loss\n1,\n2,\n", ["--vocab-size", "30"], "the train_loss column has no values"),
     ("epoch,train_loss\n1,2.5\n", [], "needs --vocab-size V or --text FILE"),
     ("epoch,train_loss\n1,2.5\n", ["--vocab-size", "30", "--batch-size", "0"], "--batch-size must be at least 1"),
 ])
