@@ -497,7 +497,7 @@ def check_trend(log: TrainingLog, div: dict[str, float], lnV: float, unigram: fl
         found[0] = (status, label, found[0][2] + f" per character (recorded {rec[0]:.4g} -> {rec[-1]:.4g}, the same shape "
                     f"{div['train']:.4g}x {'larger' if div['train'] > 1 else 'smaller'})")
     if log.val is not None:
-        found += _val_trend(log, div, lnV, floor, train, values)
+        found += _val_trend(log, div, lnV, floor, values)
     found += _grad_trend(log, values)
     order = {"ok": 0, "warn": 1, "fail": 2}
     worst = max(found, key=lambda f: order[f[0]])
@@ -509,23 +509,25 @@ def check_trend(log: TrainingLog, div: dict[str, float], lnV: float, unigram: fl
     return _check(cid, worst[0], values, "; ".join(f[2] for f in bad), advice)
 
 
-def _val_trend(log, div, lnV, floor, train, values) -> list[tuple[str, str, str]]:
-    val = log.val / div["val"]
-    rows = np.flatnonzero(~np.isnan(log.val))
+def _val_trend(log, div, lnV, floor, values) -> list[tuple[str, str, str]]:
+    """The val curve's own trend, or overfitting: its end (the last fifth) 5% above its minimum while train
+    kept falling."""
+    rows = np.flatnonzero(~np.isnan(log.val))  # rows with a val value
     if len(rows) < 3:
         return []
-    v = val[rows]
+    v = log.val[rows] / div["val"]
     status, label, vv, msg = _shape(v, lnV, floor)
     values |= {"val_trend": label, **{f"val_{k}": x for k, x in vv.items()}}
-    out = [(status, label, f"val {msg}")]
-    j = int(np.nanargmin(v)) if np.isfinite(v).all() else 0
-    t = log.train / div["train"]
-    if status == "ok" or label == "rising":
-        if np.isfinite(v).all() and v[-1] > v[j] * (1 + OVERFIT_RISE) and t[rows[-1]] < t[rows[j]]:
-            values["val_trend"] = "overfitting"
-            out = [("warn", "overfitting", f"val rose {100 * (v[-1] / v[j] - 1):.0f}% from its minimum {v[j]:.4g} at "
-                    f"{log.x_name} {log.x[rows[j]]:g} while train kept falling: overfitting, not a bug")]
-    return out
+    if status == "fail" or not np.isfinite(v).all():
+        return [(status, label, f"val {msg}")]
+    k, j = max(1, len(v) // 5), int(np.argmin(v))
+    t = log.train[rows] / div["train"]
+    end_v, end_t = float(v[-k:].mean()), float(np.nanmean(t[-k:]))
+    if j < len(v) - k and end_v > v[j] * (1 + OVERFIT_RISE) and end_t < t[j]:
+        values["val_trend"] = "overfitting"
+        return [("warn", "overfitting", f"val rose {100 * (end_v / v[j] - 1):.0f}% from its minimum {v[j]:.4g} at "
+                 f"{log.x_name} {log.x[rows[j]]:g} while train kept falling: overfitting, not a bug")]
+    return [(status, label, f"val {msg}")]
 
 
 def _grad_trend(log, values) -> list[tuple[str, str, str]]:

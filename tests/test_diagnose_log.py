@@ -300,3 +300,23 @@ def test_per_batch_noise_is_not_instability_and_a_min_char_rnn_smooth_loss_is_T_
         checks = _by_id(diagnose_log(path, LogOptions(vocab_size=V, batch_size=1, seq_len=25)))
         assert checks["log.trend"].status == "ok", checks["log.trend"].message
         assert checks["log.scale"].values["factor"] == (None if scale == 1 else 25)
+
+
+def test_overfitting_is_a_warning_not_a_bug(corpus, tmp_path):
+    """The fixed loop on 3,000 characters with a large model for 25 epochs: val turns up while train falls."""
+    log = tmp_path / "overfit.csv"
+    _example("log_len_dataset_bug").main(["--text", str(corpus), "--out", str(log), "--fixed", "--max-chars", "3000",
+                                          "--hidden", "128", "--epochs", "25", "--lr", "1e-2", "--batch-size", str(B),
+                                          "--seq-len", str(T)])
+    report = diagnose_log(log, LogOptions(vocab_size=34, batch_size=B, seq_len=T))
+    checks = _by_id(report)
+    assert checks["log.trend"].status == "warn" and checks["log.trend"].values["val_trend"] == "overfitting"
+    assert checks["log.scale"].status == "ok" and checks["log.train_val_scale"].status == "ok"
+    assert report.verdict == "warn"
+
+
+def test_a_gap_no_factor_explains_is_a_warning(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,train_loss,val_loss\n1,1.0,3.0\n2,0.9,2.9\n3,0.8,2.8\n", encoding="utf-8")
+    tv = _by_id(diagnose_log(log, LogOptions(vocab_size=30)))["log.train_val_scale"]
+    assert tv.status == "warn" and tv.values["factor"] is None and tv.values["val_over_train_corrected"] == pytest.approx(3.0)
