@@ -23,7 +23,8 @@ from torch import nn
 from typer.testing import CliRunner
 
 from charrnn.cli import app
-from charrnn.diagnose_log import LogOptions, diagnose_log, known_factors, read_log
+from charrnn.diagnose_log import LogOptions, diagnose_log, known_factors
+from charrnn.training_log import read_log
 from charrnn.errors import CharRNNError
 from helpers import tiny_options, write_corpus
 
