@@ -321,3 +321,12 @@ def test_a_gap_no_factor_explains_is_a_warning(tmp_path):
     log.write_text("epoch,train_loss,val_loss\n1,1.0,3.0\n2,0.9,2.9\n3,0.8,2.8\n", encoding="utf-8")
     tv = _by_id(diagnose_log(log, LogOptions(vocab_size=30)))["log.train_val_scale"]
     assert tv.status == "warn" and tv.values["factor"] is None and tv.values["val_over_train_corrected"] == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("norms, status", [("1.0,1.2,inf,1.1", "fail"), ("1.0,1.2,500,1.1", "warn"), ("1.0,1.2,1.3,1.1", "ok")])
+def test_logged_gradient_norms(tmp_path, norms, status):
+    log = tmp_path / "log.csv"
+    rows = zip([3.3, 3.0, 2.8, 2.6], norms.split(","))
+    log.write_text("step,train_loss,grad_norm\n" + "".join(f"{i},{l},{g}\n" for i, (l, g) in enumerate(rows)), encoding="utf-8")
+    trend = _by_id(diagnose_log(log, LogOptions(vocab_size=30)))["log.trend"]
+    assert trend.status == status, trend.message
