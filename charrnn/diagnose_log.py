@@ -50,7 +50,6 @@ OVERFIT_RISE = 0.05  # val 5% above its minimum while train kept falling
 SPIKE_RATIO = 100.0  # a logged gradient norm 100x the median
 
 
-
 @dataclass(frozen=True)
 class LogOptions:
     """What the user knows about their loop. sizes are numbers of sequences (len(dataset))."""
@@ -100,7 +99,8 @@ def _vocab(options: LogOptions) -> tuple[int, float | None]:
 
 
 _SUM_T = "average the cross-entropy over the time steps too: divide each sequence's summed loss by T, or take the mean over all B·T characters of the batch (flatten the (B, T, V) logits to (B·T, V) before the loss)"
-_SUM_B = "average over the sequences of the batch too: divide the summed loss by B·T, the characters it covers"
+_SUM_B = "average over the sequences of the batch too: divide the batch's loss by B, so that it is the mean over its B·T characters"
+_SUM_BT = "use the mean over the batch's characters (reduction='mean'), or divide the summed loss by B·T"
 _LEN_DATASET = "divide the epoch's sum of batch losses by the number of batches, len(train_loader), or better sum NLL x characters per batch and divide by the characters scored; never by len(training_set)"
 _DOUBLE = "divide the summed NLL once, by the characters scored; a loss that is already a mean needs no further division"
 
@@ -122,7 +122,7 @@ def known_factors(options: LogOptions, size: int | None) -> list[Factor]:
             found.append(Factor(1 / B, f"1/B = 1/{B}: the epoch's summed batch losses are divided by len(dataset) (sequences) "
                                        "instead of by the number of batches", _LEN_DATASET))
     if B and T:
-        found.append(Factor(B * T, f"B·T = {B * T}: the loss is summed over every character of a batch (reduction='sum')", _SUM_B))
+        found.append(Factor(B * T, f"B·T = {B * T}: the loss is summed over every character of a batch (reduction='sum')", _SUM_BT))
     if B:
         found.append(Factor(B, f"B = {B}: the loss is summed over the sequences of a batch, not averaged", _SUM_B))
     if B and T:
@@ -252,7 +252,7 @@ def check_scale(log: TrainingLog, lnV: float, options: LogOptions) -> tuple[Chec
     return _check(cid, status, values, "; ".join(parts), " ".join(dict.fromkeys(advice))), found
 
 
-def check_train_val(log: TrainingLog, factors: dict[str, Factor | None], options: LogOptions, lnV: float) -> tuple[Check, dict[str, float]]:
+def check_train_val(log: TrainingLog, factors: dict[str, Factor | None], options: LogOptions) -> tuple[Check, dict[str, float]]:
     """log.train_val_scale: train and val on one scale at their first common point. Returns the check
     and the divisor of each curve (its factor) that puts both per character."""
     cid = "log.train_val_scale"
@@ -448,7 +448,7 @@ def diagnose_log(path, options: LogOptions) -> Diagnosis:
     V, unigram = _vocab(options)
     lnV = math.log(V)
     scale, factors = check_scale(log, lnV, options)
-    tv, div = check_train_val(log, factors, options, lnV)
+    tv, div = check_train_val(log, factors, options)
     trend = check_trend(log, div, lnV, unigram)
     subject = {"kind": "log", "log": log.path, "format": log.format, "rows": len(log.x), "x": log.x_name,
                "vocab_size": V, "ln_vocab": lnV, "unigram_entropy": unigram, "batch_size": options.batch_size,
