@@ -5,11 +5,11 @@ The epoch's loss is the sum of the batch losses (each already a mean per charact
 The validation loss is divided correctly. The train curve therefore sits about B times too low: next to
 the val curve it looks flat near zero, and train and val cannot be compared.
 
-    python examples/log_len_dataset_bug.py --text input.txt --out log.csv
-    charrnn diagnose --log log.csv --text input.txt --batch-size 32 --seq-len 35 --train-size 514 --val-size 57
-    python examples/log_len_dataset_bug.py --text input.txt --out log.csv --fixed   # the corrected loop
+    python examples/log_len_dataset_bug.py --text timemachine.txt --out log.csv
+    charrnn diagnose --log log.csv --vocab-size 67 --batch-size 32 --seq-len 35 --train-size 514 --val-size 57
+    python examples/log_len_dataset_bug.py --text timemachine.txt --out log.csv --fixed   # the corrected loop
 
-The script prints the exact `charrnn diagnose` command for the sizes it used.
+The script ends by printing that `charrnn diagnose` command with the sizes it used on your text.
 """
 
 import argparse

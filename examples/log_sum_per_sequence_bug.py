@@ -6,9 +6,9 @@ over the batch: T times the per-character loss. The log calls it `train_loss`, s
 with ln V or with another run at another --seq-len and concludes the model is hopeless. (Gradient
 clipping keeps the T-times larger gradient from blowing up, so the model itself still learns.)
 
-    python examples/log_sum_per_sequence_bug.py --text input.txt --out log.jsonl
-    charrnn diagnose --log log.jsonl --text input.txt --batch-size 32 --seq-len 35
-    python examples/log_sum_per_sequence_bug.py --text input.txt --out log.jsonl --fixed   # mean per character
+    python examples/log_sum_per_sequence_bug.py --text timemachine.txt --out log.jsonl
+    charrnn diagnose --log log.jsonl --vocab-size 67 --batch-size 32 --seq-len 35   # the command it prints
+    python examples/log_sum_per_sequence_bug.py --text timemachine.txt --out log.jsonl --fixed   # mean per character
 """
 
 import argparse
