@@ -46,6 +46,7 @@ CURVE_DIVERGE = 1.5  # the end is 1.5x the first point (or not finite): divergin
 SMOOTH_FROM = 30  # logs with this many points or more are judged averaged over windows of n/10 points
 JUMP = 0.25  # a point 25% above the one before is a jump; two or more: unstable
 UNIGRAM_FLAT = 0.95  # a flat curve at 95% of the unigram entropy (or ln V) or above has learned nothing
+CUMULATIVE_MIN = 0.3  # a running total's increments: each 0.3 to 1.05x the one before (see _cumulative)
 OVERFIT_RISE = 0.05  # val 5% above its minimum while train kept falling
 SPIKE_RATIO = 100.0  # a logged gradient norm 100x the median
 
@@ -370,6 +371,7 @@ _TREND_ADVICE = {
     "rising": "lower the learning rate, clip gradients, and check that the optimiser steps against the gradient (params -= lr * grad)",
     "flat": "check that the gradients reach the parameters and the update is applied (params change between epochs), that "
             "the hidden state is reset per sequence, and that the learning rate is not tiny",
+    "cumulative": "reset the running loss at the start of every epoch (epoch_loss = 0.0 inside the epoch loop, before the batch loop)",
     "overfitting": "keep the weights of the best val epoch; use more text, a smaller model or dropout",
 }
 
@@ -385,7 +387,10 @@ def check_trend(log: TrainingLog, div: dict[str, float], lnV: float, unigram: fl
     values = {"train_trend": label, **{f"train_{k}": v for k, v in values.items()}, "floor": floor,
               "floor_is": "unigram entropy of --text" if unigram is not None else "ln V"}
     found = [(status, label, f"train {msg}")]
-    if div["train"] != 1.0:
+    if label == "rising" and (inc := _cumulative(train)) is not None:
+        values |= {"train_trend": "cumulative", "train_per_epoch": [float(v) for v in inc]}
+        label, found = "cumulative", [("fail", "cumulative", _cumulative_message("train", train, inc))]
+    if div["train"] != 1.0 and label != "cumulative":
         rec = log.train[np.isfinite(log.train)]
         found[0] = (status, label, found[0][2] + f" per character (recorded {rec[0]:.4g} -> {rec[-1]:.4g}, the same shape "
                     f"{div['train']:.4g}x {'larger' if div['train'] > 1 else 'smaller'})")
@@ -402,6 +407,24 @@ def check_trend(log: TrainingLog, div: dict[str, float], lnV: float, unigram: fl
     return _check(cid, worst[0], values, "; ".join(f[2] for f in bad), advice)
 
 
+def _cumulative(curve: np.ndarray) -> np.ndarray | None:
+    """The increments of a curve that is a running total never reset between points (each point the sum
+    of every loss so far), or None. Such a total rises at every point by a similar or shrinking amount,
+    starting with the first value itself: each increment 0.3 to 1.05 times the one before. A loss that
+    really rises grows by small steps from a large first value, or by growing steps."""
+    inc = np.diff(np.concatenate([[0.0], curve]))
+    if len(inc) < 3 or not (inc > 0).all():
+        return None
+    ratios = inc[1:] / inc[:-1]
+    return inc if ((ratios >= CUMULATIVE_MIN) & (ratios <= 1 + SMOOTH_RISE)).all() else None
+
+
+def _cumulative_message(name: str, curve: np.ndarray, inc: np.ndarray) -> str:
+    return (f"{name} rises at every point ({curve[0]:.4g} -> {curve[-1]:.4g}) by a shrinking amount that starts at the first "
+            f"value itself: a running total never reset, each point the sum of all losses so far; per point it is "
+            f"{inc[0]:.4g} -> {inc[-1]:.4g}, falling")
+
+
 def _val_trend(log, div, lnV, floor, values) -> list[tuple[str, str, str]]:
     """The val curve's own trend, or overfitting: its end (the last fifth) 5% above its minimum while train
     kept falling."""
@@ -411,6 +434,9 @@ def _val_trend(log, div, lnV, floor, values) -> list[tuple[str, str, str]]:
     v = log.val[rows] / div["val"]
     status, label, vv, msg = _shape(v, lnV, floor)
     values |= {"val_trend": label, **{f"val_{k}": x for k, x in vv.items()}}
+    if label == "rising" and (inc := _cumulative(v)) is not None:
+        values |= {"val_trend": "cumulative", "val_per_epoch": [float(x) for x in inc]}
+        return [("fail", "cumulative", _cumulative_message("val", v, inc))]
     if status == "fail" or not np.isfinite(v).all():
         return [(status, label, f"val {msg}")]
     k, j = max(1, len(v) // 5), int(np.argmin(v))

@@ -330,3 +330,31 @@ def test_logged_gradient_norms(tmp_path, norms, status):
     log.write_text("step,train_loss,grad_norm\n" + "".join(f"{i},{l},{g}\n" for i, (l, g) in enumerate(rows)), encoding="utf-8")
     trend = _by_id(diagnose_log(log, LogOptions(vocab_size=30)))["log.trend"]
     assert trend.status == status, trend.message
+
+
+def test_a_running_total_never_reset_is_told_from_a_real_rise(corpus, tmp_path, sizes):
+    """A user loop that sets epoch_loss = 0 once, before the epoch loop: the logged loss 'rises' every epoch."""
+    ex = _example("log_len_dataset_bug")
+    torch.manual_seed(0)
+    text = corpus.read_text(encoding="utf-8")[:6000]
+    chars = sorted(set(text))
+    loader = torch.utils.data.DataLoader(ex.CharDataset(torch.tensor([chars.index(c) for c in text]), T), batch_size=B)
+    model = ex.CharRNN(len(chars), 32)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    log = tmp_path / "cumulative.csv"
+    epoch_loss = 0.0  # the bug: never reset
+    with open(log, "w") as f:
+        f.write("epoch,train_loss\n")
+        for epoch in range(1, 5):
+            for x, y in loader:
+                loss = nn.functional.cross_entropy(model(x).reshape(-1, len(chars)), y.reshape(-1))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                epoch_loss += loss.item()
+            f.write(f"{epoch},{epoch_loss / len(loader)}\n")
+    trend = _by_id(diagnose_log(log, LogOptions(vocab_size=len(chars), batch_size=B, seq_len=T)))["log.trend"]
+    assert trend.status == "fail" and trend.values["train_trend"] == "cumulative", trend.message
+    per_epoch = trend.values["train_per_epoch"]
+    assert per_epoch[0] < math.log(len(chars)) and all(b < a for a, b in zip(per_epoch, per_epoch[1:]))
+    assert "reset" in trend.advice
