@@ -12,8 +12,9 @@ number of sequences in each split). Three checks, with stable ids:
                          factor (T, B, B*T, batches / len(dataset), ...) explains is bookkeeping, a level far
                          above ln V that none explains is instability and is left to log.trend
     log.train_val_scale  train and val on one scale (the len(training_set) bug puts them B apart)
-    log.trend            flat, rising, diverging, unstable or overfitting, judged on the curves put back
-                         per character, so that a plateau made by the bookkeeping is told from a real one
+    log.trend            flat, rising, diverging, unstable, overfitting, or a running total never reset,
+                         judged on the curves put back per character, so that a plateau made by the
+                         bookkeeping is told from a real one
 
 A curve is `recorded = factor x per-character loss`; the corrected curve is `recorded / factor`. The
 engine returns a Diagnosis and never prints; `charrnn.cli` draws it next to the recorded curves.
