@@ -491,21 +491,30 @@ def _gradcheck_user(spec: str, seq_len: Optional[int], seed: int, samples: Optio
 @app.command()
 def diagnose(
     ckpt: Optional[str] = typer.Argument(None, metavar="CKPT", help="A run directory or .pt file (its val split is scored unless --text)."),
-    text: Optional[Path] = typer.Option(None, "--text", help="Measure on this UTF-8 file (required with --model-factory)."),
+    text: Optional[Path] = typer.Option(None, "--text", help="Measure on this UTF-8 file (required with --model-factory). With --log: the text your loop trained on (its vocabulary size V and unigram entropy)."),
     model_factory: Optional[str] = typer.Option(None, "--model-factory", help="module:function or path/file.py:function returning your own model (forward(x, state), begin_state, vocab)."),
     max_chars: int = typer.Option(50_000, "--max-chars", help="Characters scored per check, at most."),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Window for reset vs carry \\[default: the run's --seq-len, else 64]."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Window for reset vs carry \\[default: the run's --seq-len, else 64]. With --log: your loop's sequence length T."),
     device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda | mps"),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled windows and perturbations."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
     json_out: bool = typer.Option(False, "--json", help="Print {verdict, checks: [{id, section, status, values, message, advice}]} on stdout."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Your own training log instead of a model: CSV with a header or JSON lines with epoch (or step), train_loss and optionally val_loss, grad_norm, lr; charrnn's metrics.jsonl works too.", rich_help_panel="Training log"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="With --log: your loop's batch size B (sequences per batch).", rich_help_panel="Training log"),
+    vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="With --log: your vocabulary size V \\[default: the distinct characters of --text].", rich_help_panel="Training log"),
+    train_size: Optional[int] = typer.Option(None, "--train-size", help="With --log: sequences in your training set (what len(training_set) returns).", rich_help_panel="Training log"),
+    val_size: Optional[int] = typer.Option(None, "--val-size", help="With --log: sequences in your validation set (len(validation_set)).", rich_help_panel="Training log"),
 ):
-    """Why is the loss flat or rising? Measure normalisation, hidden-state handling and gradients of a trained model."""
+    """Why is the loss flat or rising? Measure normalisation, hidden-state handling and gradients of a trained model, or read your own training log (--log)."""
     from rich.markup import escape
 
     from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint, diagnose_factory
     from charrnn.diagnose import SECTIONS
 
+    if log is not None:
+        if ckpt is not None or model_factory is not None:
+            raise CharRNNError("--log reads a training log on its own: give no checkpoint or --model-factory with it")
+        return _diagnose_log(log, batch_size, seq_len, vocab_size, text, train_size, val_size, json_out)
     if (ckpt is None) == (model_factory is None):
         raise CharRNNError("give a checkpoint or --model-factory module:function (one of them)")
     if model_factory is not None and text is None:
@@ -534,6 +543,49 @@ def diagnose(
             console.print(f"  [{colour[c.status]}]{c.status.upper():4}[/] [bold]{c.id}[/]  {escape(c.message)}")
             if c.status in ("warn", "fail") and c.advice:
                 console.print(f"        [italic]→ {escape(c.advice)}[/]")
+    if report.failed:
+        raise CharRNNError(f"diagnose: {len(report.failed)} check(s) failed: {', '.join(c.id for c in report.failed)}", exit_code=1)
+
+
+def _diagnose_log(log, batch_size, seq_len, vocab_size, text, train_size, val_size, json_out) -> None:
+    """`diagnose --log`: the checks of the user's own log, with the recorded curves next to the corrected ones."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from charrnn.diagnose.log import SECTION, LogOptions, diagnose_log
+
+    opts = LogOptions(batch_size=batch_size, seq_len=seq_len, vocab_size=vocab_size, text=str(text) if text else None,
+                      train_size=train_size, val_size=val_size)
+    report = diagnose_log(log, opts)
+    if json_out:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    colour = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+    subj = report.subject
+    console.print(f"[{colour[report.verdict]}]{escape(report.summary)}[/]")
+    known = ", ".join(f"{k} {subj[k]}" for k in ("batch_size", "seq_len", "train_size", "val_size") if subj[k] is not None)
+    unigram = f", unigram entropy {subj['unigram_entropy']:.3f}" if subj["unigram_entropy"] is not None else ""
+    console.print(f"[dim]{escape(subj['log'])} ({subj['format']}, {subj['rows']} row{'s' if subj['rows'] != 1 else ''}); vocab {subj['vocab_size']}: "
+                  f"ln V = {subj['ln_vocab']:.3f}{unigram}; {escape(known) or 'no --batch-size / --seq-len given'}[/]")
+    curves, div = subj["curves"], subj["divisors"]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="recorded vs per character", title_justify="left")
+    table.add_column(subj["x"], justify="right")
+    names = [n for n in ("train", "val") if f"{n}_recorded" in curves]
+    for n in names:
+        table.add_column(f"{n} recorded", justify="right")
+        table.add_column(f"{n} per char" + (f" (÷ {div[n]:.4g})" if div[n] != 1 else ""), justify="right")
+    rows = len(curves["x"])
+    most = min(rows, 20)  # long logs: 20 rows spread evenly, the first and the last included
+    shown = sorted({round(k * (rows - 1) / max(most - 1, 1)) for k in range(most)})
+    fmt = lambda v: "-" if v is None or v != v else f"{v:.4g}"  # noqa: E731  (NaN: no value in this row)
+    for i in shown:
+        table.add_row(f"{curves['x'][i]:g}", *[fmt(curves[f"{n}_{c}"][i]) for n in names for c in ("recorded", "corrected")])
+    console.print(table)
+    console.print(f"[bold]{SECTION[1]}[/]")
+    for c in report.checks:
+        console.print(f"  [{colour[c.status]}]{c.status.upper():4}[/] [bold]{c.id}[/]  {escape(c.message)}")
+        if c.status in ("warn", "fail") and c.advice:
+            console.print(f"        [italic]→ {escape(c.advice)}[/]")
     if report.failed:
         raise CharRNNError(f"diagnose: {len(report.failed)} check(s) failed: {', '.join(c.id for c in report.failed)}", exit_code=1)
 
