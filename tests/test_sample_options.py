@@ -287,3 +287,17 @@ def test_cli_bad_sampling_options_are_one_line_errors(ckpt, args, message):
     r = run("sample", ckpt, *args, code=2)
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("charrnn: error: ") and message in lines[0]
+
+
+def test_a_long_prime_fed_in_chunks_gives_the_same_state(lstm):
+    from charrnn.sample import inference, prime
+
+    text = "ROMEO: abc deg hh\nab ROMEO hgf" * 3
+    with inference(lstm):
+        whole, chunked = prime(lstm, VOCAB, text), prime(lstm, VOCAB, text, chunk=7)
+        idx = VOCAB.index()
+        _, want = lstm(torch.tensor([[idx[c] for c in text[:-1]]]), lstm.begin_state(1))
+    assert whole.last.tolist() == chunked.last.tolist() == [idx[text[-1]]]
+    for a, b, w in zip(whole.state, chunked.state, want):
+        torch.testing.assert_close(a, w)
+        torch.testing.assert_close(b, w)
