@@ -130,7 +130,8 @@ def chooser(temperature: float, top_k: int, top_p: float, generator: torch.Gener
 
 
 def steps(model, context: Context, length: int, choose, score: bool = False):
-    """Yield (ids (N,), log-probabilities (N,) or None, context after the step) for `length` steps.
+    """Yield (ids (N,), log-probabilities (N,) or None, state) for `length` steps; Context(state, ids)
+    is where generation resumes after the step.
 
     One single-character step per generated character, with the carried state: the cost per
     character does not depend on how much text came before. With `score`, the log-probability of each
@@ -141,7 +142,7 @@ def steps(model, context: Context, length: int, choose, score: bool = False):
         logits, state = step(x, state)  # (N, V)
         x = choose(logits)  # (N,)
         logp = logits.float().log_softmax(-1).gather(1, x[:, None]).squeeze(1) if score else None
-        yield x, logp, Context(state, x)
+        yield x, logp, state
 
 
 def stepper(model):
@@ -288,7 +289,8 @@ def _stream(model, vocab, prefix, length, choose, num_samples, stops, include_st
     texts, logprob, scored = [""] * num_samples, [0.0] * num_samples, [0] * num_samples
     with inference(model):
         context = prime(model, vocab, prefix, num_samples, context)
-        for x, logp, context in steps(model, context, length, choose, score):
+        x = None
+        for x, logp, state in steps(model, context, length, choose, score):
             lps = logp.tolist() if score else None
             shown = [""] * num_samples
             for row, i in enumerate(x.tolist()):
@@ -301,6 +303,8 @@ def _stream(model, vocab, prefix, length, choose, num_samples, stops, include_st
             yield shown
             if all(w.stop is not None for w in watches):
                 break
+        if x is not None:  # the last step's: where a further turn resumes
+            context = Context(state, x)
     rest = [w.flush() for w in watches]
     if any(rest):
         yield rest
