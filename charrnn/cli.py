@@ -342,7 +342,7 @@ def _sample_interactive(model, vocab, start, length, beam, opts, generator, carr
                 _note(message)
                 continue
             try:
-                for event in session.turn(line):
+                for event in session.turn(line, echo=not tty):  # piped: a transcript, prefixes included
                     if isinstance(event, Finished):
                         break
                     sys.stdout.write(event[0])

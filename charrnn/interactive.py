@@ -76,18 +76,21 @@ class Session:
         line = line.rstrip("\r\n")
         return self.normalize(unescape(line[1:] if line.startswith("//") else line))
 
-    def turn(self, line: str) -> Iterator[list[str] | Finished]:
-        """Continue the typed line: what to show, step by step, then the Finished turn."""
+    def turn(self, line: str, echo: bool = False) -> Iterator[list[str] | Finished]:
+        """Continue the typed line: what to show, step by step (the prefix first with `echo`, once it
+        is known to be valid), then the Finished turn."""
         prefix, t = self.prefix(line), self.turns
         context = self.context if self.carry else self.start
         if t.beam > 0:
             result = beam_search(self.model, self.vocab, prefix, t.length, t.beam, t.stop, t.include_stop, context)
-            yield [result.samples[0].text]
+            events = iter([[result.samples[0].text], result])
         else:
-            for result in stream(self.model, self.vocab, prefix, t.length, temperature=t.temperature, top_k=t.top_k,
-                                 top_p=t.top_p, stop=t.stop, include_stop=t.include_stop, score=t.score,
-                                 generator=self.generator, context=context):
-                if not isinstance(result, Finished):
-                    yield result
-        self.context = result.context
-        yield result
+            events = stream(self.model, self.vocab, prefix, t.length, temperature=t.temperature, top_k=t.top_k,
+                            top_p=t.top_p, stop=t.stop, include_stop=t.include_stop, score=t.score,
+                            generator=self.generator, context=context)
+        if echo:
+            yield [prefix]
+        for event in events:
+            if isinstance(event, Finished):
+                self.context = event.context
+            yield event

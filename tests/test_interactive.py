@@ -65,7 +65,7 @@ def test_piped_prompts_fresh_turns_then_end_of_input(ckpt):  # a real process re
     assert r.returncode == 0 and "Traceback" not in r.stderr
     g = torch.Generator().manual_seed(5)  # one generator for the session, as for a batch of turns
     want = [continuation(model, vocab, p, 25, generator=g) for p in ("The time", "Nobody")]
-    assert r.stdout == want[0] + "\n" + want[1] + "\n"
+    assert r.stdout == "The time" + want[0] + "\n" + "Nobody" + want[1] + "\n"  # a transcript
     assert r.stderr.count("nats/char") == 2
 
 
@@ -81,7 +81,7 @@ def test_carry_continues_the_text_and_reset_forgets_it(ckpt):
     assert carried != alone  # the carried text makes a difference, or this test proves little
     again = continuation(model, vocab, "The time", 20, generator=g)
     fresh = continuation(model, vocab, "Nobody", 20, generator=g)
-    assert r.stdout.split("\n") == [first, carried, again, fresh, ""]
+    assert r.stdout.split("\n") == ["The time" + first, " Nobody" + carried, "The time" + again, "Nobody" + fresh, ""]
     assert "forgot the text so far" in r.stderr and "starts afresh" in r.stderr
 
 
@@ -92,7 +92,7 @@ def test_interactive_stop_strings_and_beam(ckpt):
     from charrnn.beam import beam_search
 
     want = beam_search(model, vocab, "The ", 30, 3, stop=[" "]).samples[0].text
-    assert " " not in want and r.stdout == (want + "\n") * 2
+    assert " " not in want and r.stdout == ("The " + want + "\n") * 2
 
 
 def read_until(fd, wanted: bytes, seen: bytearray, limit_s: float = 90) -> None:

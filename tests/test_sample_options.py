@@ -11,10 +11,8 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from charrnn.beam import beam_search
-from charrnn.cli import app
 from charrnn.config import ModelConfig
 from charrnn.data import Vocab
 from charrnn.errors import CharRNNError
@@ -22,6 +20,7 @@ from charrnn.models import CharRNN
 from charrnn.sample import Finished, StopWatch, sample, stream, unescape
 
 from helpers import write_corpus
+from test_cli import error_line, run
 
 VOCAB = Vocab(tuple(sorted(set("abcdefgh \n:ROMEO"))))
 
@@ -225,15 +224,6 @@ def test_unescape_and_bad_stop_strings():
 
 # ---------------------------------------------------------------------------------------------- CLI
 
-runner = CliRunner()
-
-
-def run(*args, code=0):
-    r = runner.invoke(app, [str(a) for a in args])
-    assert r.exit_code == code, f"exit {r.exit_code}, expected {code}:\n{r.output}"
-    assert "Traceback" not in r.output
-    return r
-
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
@@ -284,9 +274,7 @@ def test_cli_beam_prints_one_text_and_its_log_probability(ckpt):
     (["--interactive", "--json"], "--interactive"),
 ])
 def test_cli_bad_sampling_options_are_one_line_errors(ckpt, args, message):
-    r = run("sample", ckpt, *args, code=2)
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("charrnn: error: ") and message in lines[0]
+    assert message in error_line(run("sample", ckpt, *args, code=2))
 
 
 def test_a_long_prime_fed_in_chunks_gives_the_same_state(lstm):
