@@ -97,7 +97,10 @@ def sampling(quick: bool, data: dict, log=print, baseline: str = SAMPLING_BASELI
     Each variant is timed in interleaved rounds and keeps its best (the least disturbed on a shared
     machine). `before` is generate() of sample.py at `baseline`; `now` the same call today; `stop+score`
     what `charrnn sample --stop ... --show-logprob` runs (a stop string that never occurs, so every
-    character is checked, and the log-probability of each); `beam K` chars of the result per second."""
+    character is checked, and the log-probability of each); `beam K` chars of the result per second.
+    Rates per second of wall time and per CPU-second of this process (torch single-threaded, as the
+    benchmark runs it on a shared machine, CPU time is the steadier measure under load); the prefix
+    warm-up is included."""
     from charrnn.beam import beam_search
     from charrnn.config import ModelConfig, TrainConfig
     from charrnn.data import prepare_corpus
@@ -124,26 +127,30 @@ def sampling(quick: bool, data: dict, log=print, baseline: str = SAMPLING_BASELI
     def beam(width, length):
         return lambda: len(beam_search(model, vocab, prefix, length, width).samples[0].text)
 
-    rows, rounds = [], 2 if quick else 3
+    rows = []
     for batch in (1, 64):
-        for length in (1000,) if quick else (1000, 10000):
+        for length in (1000,) if quick and batch > 1 else (1000, 10000):
+            rounds = 1 if length > 1000 else 2 if quick else 3  # a long run averages the noise out itself
             variants = {"now": gen(now, batch, length), "stop+score": stop_score(batch, length)}
             if before is not None:
                 variants = {"before": gen(before, batch, length), **variants}
             if batch == 1:
                 variants.update({"beam 1": beam(1, length), "beam 4": beam(4, length)} if length <= 1000 else {})
-            best = {k: float("inf") for k in variants}
+            wall, cpu = {k: float("inf") for k in variants}, {k: float("inf") for k in variants}
             for _ in range(rounds):
                 for k, run in variants.items():
-                    t = time.perf_counter()
-                    n = run()
-                    best[k] = min(best[k], time.perf_counter() - t)
+                    t, c = time.perf_counter(), time.process_time()
+                    run()
+                    wall[k] = min(wall[k], time.perf_counter() - t)
+                    cpu[k] = min(cpu[k], time.process_time() - c)
+            chars = {k: length if k.startswith("beam") else batch * length for k in variants}
             row = {"model": "lstm 1x512", "batch": batch, "prefix": len(prefix), "length": length,
-                   **{f"{k} chars/s": batch * length / dt if not k.startswith("beam") else length / dt
-                      for k, dt in best.items()}}
+                   **{f"{k} chars/s": chars[k] / wall[k] for k in variants},
+                   **{f"{k} chars/cpu-s": chars[k] / cpu[k] for k in variants}}
             rows.append(row)
-            log(f"batch {batch:3d}  length {length:6d}   " + "   ".join(
-                f"{k} {v:9.0f}" for k, v in row.items() if k.endswith("chars/s")) + "   (chars/s, prefix warm-up included)")
+            for unit in ("chars/s", "chars/cpu-s"):
+                log(f"batch {batch:3d}  length {length:6d}  {unit:11s}  " + "   ".join(
+                    f"{k} {row[f'{k} {unit}']:7.0f}" for k in variants))
     return rows
 
 
