@@ -136,7 +136,7 @@ def describe(target: str | Path) -> dict[str, Any]:
         "corpus": dict(ckpt.get("corpus") or {}),
         "preprocessing": dict(ckpt.get("preprocessing") or {}),
         "steps": pos.get("step"),
-        "epoch": pos.get("epoch"),
+        "epoch": pos.get("epochs_completed", pos.get("epoch")),  # epochs completed, as users count them
         "train_seconds": pos.get("elapsed"),
         "best_val_loss": best if best is not None and best != float("inf") else None,
         "val_loss": ckpt.get("val_loss"),

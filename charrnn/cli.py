@@ -243,7 +243,7 @@ def sample(
     import torch
 
     from charrnn.checkpoint import load_model
-    from charrnn.data import Vocab, read_text
+    from charrnn.data import Vocab, preprocess, read_text
     from charrnn.sample import unescape
     from charrnn.train import resolve_device
 
@@ -259,8 +259,14 @@ def sample(
     model, meta = load_model(ckpt, resolve_device(device), impl=impl)
     vocab = Vocab(tuple(meta["vocab"]))
     pre = meta.get("preprocessing") or {}
-    normalize = (lambda text: text.lower()) if pre.get("lowercase") or pre.get("letters_only") else (lambda text: text)
-    prefix = normalize(prefix)  # the model only ever saw lower-case text
+    # the model only ever saw text preprocessed as its corpus was (lower-cased, non-letters to spaces)
+    def normalize(text: str) -> str:
+        return preprocess(text, pre.get("lowercase", False), pre.get("letters_only", False))
+
+    seen = normalize(prefix)
+    if seen != prefix:
+        console.print(f"note: the prefix was preprocessed as the training corpus was: {seen!r}", markup=False, highlight=False, soft_wrap=True)
+        prefix = seen
     if seed is None:
         seed = int(torch.seed() % (2**31))
     g = torch.Generator().manual_seed(seed)
@@ -297,9 +303,10 @@ def _sample_stream(model, vocab, prefix, length, generator, opts, show_logprob):
     """One sample, written to stdout as it is generated; returns [its Sample]."""
     from charrnn.sample import Finished, stream
 
+    events = stream(model, vocab, prefix, length, score=show_logprob, generator=generator, **opts)  # checks first
     sys.stdout.write(prefix)
     sys.stdout.flush()
-    for event in stream(model, vocab, prefix, length, score=show_logprob, generator=generator, **opts):
+    for event in events:
         if isinstance(event, Finished):
             break
         sys.stdout.write(event[0])

@@ -209,7 +209,8 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
     autocast = _autocast(cfg, device)
     if cfg.amp and (why := _no_bf16(device)):
         emit(Event("warning", {"message": why}))
-    steps_per_epoch = batches.epoch(epoch)["num_batches"]
+    plan = batches.epoch(epoch)  # the current epoch's plan (the loop below replaces it each epoch)
+    steps_per_epoch = plan["num_batches"]
     epochs = cfg.epochs or (0 if (cfg.max_steps or cfg.minutes) else DEFAULT_EPOCHS)
     step_budget = min(b for b in (cfg.max_steps, epochs * steps_per_epoch) if b) if (cfg.max_steps or epochs) else 0
     budget_s = cfg.minutes * 60.0
@@ -268,6 +269,7 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
             "schedule": {"kind": cfg.schedule, "lr": optimizer.param_groups[0]["lr"]},
             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
             "position": {"step": step, "epoch": epoch, "batch": k, "elapsed": elapsed(),
+                         "epochs_completed": epoch + int(k >= plan["num_batches"]),  # what `info` shows
                          "acc": dict(acc), "epoch_acc": dict(ep_acc)},
             "carried_state": None if carried is None else
                 [t.detach().cpu() for t in carried] if isinstance(carried, tuple) else carried.detach().cpu(),
@@ -300,7 +302,9 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
         if len(corpus.val) > 1:
             last_val = evaluate_ids(model, corpus.val, device, chunk=max(cfg.seq_len, 128))
             data.update(val_loss=last_val.loss, bpc=last_val.bpc, perplexity=last_val.perplexity, val_chars=last_val.chars)
-        train_rep = last_epoch or LossReport(ep_acc["nll"], ep_acc["chars"])
+        # At an epoch's last step this runs before the epoch's bookkeeping: the epoch just completed is ep_acc.
+        epoch_over = k >= plan["num_batches"]
+        train_rep = (None if epoch_over else last_epoch) or LossReport(ep_acc["nll"], ep_acc["chars"])
         if train_rep.chars:
             data.update(train_loss=train_rep.loss, train_perplexity=train_rep.perplexity)
         record("eval", data)

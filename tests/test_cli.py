@@ -1,6 +1,7 @@
 """The command line as a user meets it: exit codes, one-line errors, JSON outputs, nothing lost."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -188,3 +189,72 @@ def test_sigterm_saves_last_checkpoint_and_exits_cleanly(tmp_path):
     assert "Traceback" not in err and "resume with: charrnn train --resume" in err
     ck = torch.load(run_dir / "last.pt", weights_only=True)
     assert ck["position"]["step"] >= 3
+
+
+def test_sample_different_seeds_print_different_text(trained):
+    d, _, _ = trained
+    texts = {run("sample", d / "run", "--prefix", "The ", "--seed", s, "--length", "60").stdout for s in (1, 2, 3)}
+    assert len(texts) == 3, "--seed does not change the text"
+
+
+@pytest.fixture(scope="module")
+def three_epochs(tmp_path_factory):
+    """Three whole epochs, evaluated after every step (so also at each epoch's last step)."""
+    d = tmp_path_factory.mktemp("epochs")
+    corpus = write_corpus(d, 800)
+    run("train", "--corpus", corpus, "--out", d / "run", "--epochs", "3", "--eval-every", "1", "--log-every", "1",
+        "--batch-size", "4", "--seq-len", "16", "--hidden", "16", "--sample-every", "0", "--quiet")
+    return d / "run", [json.loads(line) for line in open(d / "run" / "metrics.jsonl")]
+
+
+def test_eval_at_an_epochs_end_reports_that_epochs_train_perplexity(three_epochs):
+    _, events = three_epochs
+    ends = [e for e in events if e["event"] == "epoch"]
+    assert len(ends) == 3
+    start = 0
+    for end in ends:
+        logs = [e["train_loss"] for e in events if e["event"] == "log" and start < e["step"] <= end["step"]]
+        epoch_loss = sum(logs) / len(logs)  # every step scores the same number of characters
+        ev = next(e for e in events if e["event"] == "eval" and e["step"] == end["step"])
+        assert ev["train_loss"] == pytest.approx(epoch_loss, rel=1e-6), f"eval at step {end['step']}: not this epoch's train loss"
+        assert ev["train_perplexity"] == pytest.approx(math.exp(epoch_loss), rel=1e-6)
+        start = end["step"]
+
+
+def test_info_counts_epochs_completed(three_epochs):
+    run_dir, _ = three_epochs
+    info = json.loads(run("info", run_dir / "last.pt", "--json").stdout)
+    assert info["epoch"] == 3, f"a finished 3-epoch run shows epoch {info['epoch']}"
+
+
+@pytest.fixture(scope="module")
+def letters_only(tmp_path_factory):
+    d = tmp_path_factory.mktemp("letters")
+    corpus = write_corpus(d, 3000)
+    run("train", "--corpus", corpus, "--out", d / "run", "--letters-only", "--max-steps", "5", "--quiet", *TINY)
+    return d / "run"
+
+
+def test_sample_prefix_on_a_letters_only_model_is_preprocessed_like_the_corpus(letters_only):
+    r = run("sample", letters_only, "--prefix", "The Time-Traveller, 1895!", "--seed", "0", "-n", "5", "--json")
+    assert json.loads(r.stdout)["prefix"] == "the time traveller"  # lower-cased, non-letters to one space, stripped
+    assert "preprocessed" in r.stderr and "'the time traveller'" in r.stderr
+    quiet = run("sample", letters_only, "--prefix", "the time", "--seed", "0", "-n", "5")
+    assert "preprocessed" not in quiet.stderr  # nothing changed, nothing said
+
+
+def test_eval_text_on_a_letters_only_model_scores_the_preprocessed_text(letters_only, tmp_path):
+    from charrnn.checkpoint import load_model
+    from charrnn.data import Vocab
+
+    raw = "The Time-Traveller said (that) a machine could move through time, as we move through space! 42\n" * 3
+    (tmp_path / "raw.txt").write_text(raw, encoding="utf-8")
+    got = json.loads(run("eval", letters_only, "--text", tmp_path / "raw.txt", "--json", "--device", "cpu").stdout)
+    clean = "".join(" ".join("".join(c if c.isalpha() else " " for c in line).split()).lower() for line in raw.splitlines())
+    model, ckpt = load_model(letters_only)
+    ids = torch.tensor(Vocab(tuple(ckpt["vocab"])).encode(clean), dtype=torch.long)
+    with torch.no_grad():
+        logits, _ = model(ids[None, :-1], model.begin_state(1))
+    want = torch.nn.functional.cross_entropy(logits[0], ids[1:]).item()
+    assert got["chars"] == len(clean) - 1
+    assert got["loss"] == pytest.approx(want, rel=1e-5)

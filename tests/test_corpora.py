@@ -410,3 +410,15 @@ def test_main_reports_a_bad_from_file(capsys, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("charrnn: error: cannot import timemachine from")
     assert f"expected sha1 {TM.sha1}" in lines[0]
     assert leftovers(tmp_path / "data") == []
+
+
+def test_a_missing_corpus_mirror_fails_under_ci_and_skips_elsewhere(monkeypatch, tmp_path):
+    import conftest
+
+    monkeypatch.setattr(conftest, "SHARED_CORPORA", tmp_path / "absent")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        conftest.require_shared_corpora()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        conftest.require_shared_corpora()

@@ -28,6 +28,8 @@ from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint, diagnose_mode
 from charrnn.diagnose_measure import unigram_entropy
 from charrnn.train import train
 
+from conftest import require_shared_corpora
+
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "timemachine.txt"
 IDS = ["loss.recorded_match", "loss.batch_invariance", "loss.baselines", "loss.curves", "loss.worked_example",
        "state.row_independence", "state.call_independence", "state.reset_vs_carry", "state.warmup",
@@ -119,8 +121,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, one_thread) -> Path:
-    if not CORPUS.is_file():
-        pytest.skip(f"{CORPUS} is absent")
+    require_shared_corpora()  # skipped without the mirror, failed under CI=true
     path = tmp_path_factory.mktemp("corpus") / "tm30k.txt"
     path.write_text(CORPUS.read_text(encoding="utf-8")[:30_000], encoding="utf-8")
     return path

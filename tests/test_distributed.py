@@ -17,8 +17,17 @@ from charrnn.train import train
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
 
+# Plain SGD without clipping: the update is lr * g itself, so a gradient scaled wrongly by the world size
+# (summed instead of averaged, or averaged twice) moves the weights by lr * |g| per step. Adam would
+# normalise the scale away and clipping would bound it.
 OPTIONS = {"model": "lstm", "hidden": 24, "layers": 2, "embed": 8, "dropout": 0.0, "batch_size": 8, "seq_len": 12,
-           "eval_every": 3, "log_every": 2, "sample_every": 0, "threads": 1, "device": "cpu", "seed": 5}
+           "eval_every": 3, "log_every": 2, "sample_every": 0, "threads": 1, "device": "cpu", "seed": 5,
+           "optimizer": "sgd", "lr": 1.0, "clip": 0}
+# Tolerance: one process and two differ only in float32 rounding: the all-reduced mean of two half-batch
+# mean gradients vs one full-batch mean, a relative error of a few ulps (2^-24 ~ 6e-8) of each gradient
+# element. With lr 1, gradients below ~1 and 6 steps that is ~6 * 4 * 6e-8 ~ 1.5e-6 at most, so 1e-5
+# leaves headroom; a world-size scaling bug moves the weights by lr * |g| ~ 1e-2 per step.
+WEIGHT_TOL = 1e-5
 
 
 @pytest.fixture
@@ -45,7 +54,7 @@ def weights(run_dir) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "last.pt", weights_only=True)["model"]
 
 
-def assert_same_weights(a: dict, b: dict, tol: float = 1e-5) -> None:
+def assert_same_weights(a: dict, b: dict, tol: float = WEIGHT_TOL) -> None:
     assert a.keys() == b.keys()
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst <= tol, f"max |difference| {worst:.3g}"

@@ -109,3 +109,58 @@ def test_one_step_path_equals_a_length_one_forward(kind, impl, embed):
     torch.testing.assert_close(got_logits, want_logits[:, -1])
     for a, b in zip(got_state if kind == "lstm" else (got_state,), want_state if kind == "lstm" else (want_state,)):
         torch.testing.assert_close(a, b)
+
+
+class FixedLogits(torch.nn.Module):
+    """A model whose prediction is always `logits`, whatever the input and state."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.as_tensor(logits, dtype=torch.float32))
+
+    def begin_state(self, batch_size, device=None):
+        return torch.zeros(1, batch_size, 1)
+
+    def forward(self, x, state):
+        return self.logits.expand(*x.shape, -1), state  # (B, T, V)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_draw_frequencies_match_softmax_of_logits_over_temperature(temperature):
+    vocab = Vocab(tuple("abcde"))
+    logits = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.5])
+    n = 20_000
+    g = torch.Generator().manual_seed(0)
+    first = next(generate(FixedLogits(logits), vocab, "a", 1, temperature, num_samples=n, generator=g))
+    freq = torch.tensor([first.count(c) / n for c in vocab.chars], dtype=torch.float64)
+    p = torch.softmax(logits.double() / temperature, 0)
+    # 5 standard errors of a frequency from n draws, per character (seeded: the outcome is fixed)
+    tol = 5 * torch.sqrt(p * (1 - p) / n)
+    assert ((freq - p).abs() <= tol).all(), f"T={temperature}: frequencies {freq.tolist()} vs softmax(logits/T) {p.tolist()}"
+
+
+def test_different_seeds_give_different_text(model):
+    texts = {sample_text(model, VOCAB, "ab", 40, generator=torch.Generator().manual_seed(s)) for s in range(3)}
+    assert len(texts) == 3, "the generator's seed does not reach the draws"
+
+
+def test_greedy_continues_the_state_the_prefix_left(model):
+    """Each greedy character is the argmax of the model's prediction after the prefix and what followed,
+    computed here by one forward over the whole text from a zero state."""
+    with torch.no_grad():
+        for w in model.parameters():  # larger weights: the prediction depends strongly on the context
+            w.mul_(4)
+    index = VOCAB.index()
+    differs_from_last_char_only = 0
+    for prefix in ["abcab", "ROMEO:", "hadge fe", "\nOM", "deed aa"]:
+        out = "".join(c[0] for c in generate(model, VOCAB, prefix, 6, temperature=0))
+        text = prefix
+        for ch in out:
+            ids = torch.tensor([[index[c] for c in text]])
+            with torch.no_grad():
+                logits, _ = model(ids, model.begin_state(1))
+                alone, _ = model(ids[:, -1:], model.begin_state(1))
+            assert ch == VOCAB.chars[int(logits[0, -1].argmax())], f"after {text!r} greedy chose {ch!r}"
+            differs_from_last_char_only += int(logits[0, -1].argmax() != alone[0, -1].argmax())
+            text += ch
+    assert differs_from_last_char_only > 0  # the test can tell a dropped prefix state apart

@@ -1,0 +1,244 @@
+"""Plant realistic bugs one at a time in a copy of the tree and check that the test suite goes red.
+
+    python benchmarks/planted_bugs.py                 # every entry, each against the tests meant to catch it
+    python benchmarks/planted_bugs.py --full          # every entry against the whole suite (slow)
+    python benchmarks/planted_bugs.py --only sgd-momentum,clip-never-clips
+    python benchmarks/planted_bugs.py --list
+
+Each entry is one exact edit (file, old text, new text) and one line saying which behaviour it breaks;
+`old` must occur exactly once in the file, so an entry that no longer applies after a refactor is
+reported as STALE (re-point it) rather than silently skipped. The tree (charrnn/, tests/, pyproject.toml)
+is copied to a temporary directory next to a link to ../shared (the corpus mirror the tests look for),
+the edit is applied there, and pytest runs with -x; the table says caught / missed and the first test
+that failed. The unmodified copy is run first on the same tests: a baseline that fails makes every
+"caught" meaningless, so the script stops there.
+
+Exit status: 0 when every entry was caught, 1 when one was missed, 2 for a stale entry or a red baseline.
+Mutation tools (mutmut, cosmic-ray) generate thousands of mutants, too many for a torch suite on 2 cores;
+this hand-placed list of the bugs that matter runs in minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    file: str  # relative to the repository root
+    old: str  # exact text, occurring once
+    new: str
+    breaks: str  # the behaviour it breaks, one line
+    tests: tuple[str, ...]  # test files (or file::test) of the quick mode
+    k: str = ""  # and a pytest -k expression narrowing them, for speed
+
+
+BUGS = [
+    # checkpoint safety
+    Bug("ckpt-plain-save", "charrnn/checkpoint.py",
+        'fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)',
+        "fd, tmp = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), str(path)",
+        "a save interrupted part-way destroys the previous checkpoint", ("tests/test_checkpoint.py",)),
+    Bug("ckpt-unsafe-load", "charrnn/checkpoint.py", 'map_location="cpu", weights_only=True)',
+        'map_location="cpu", weights_only=False)', "loading a checkpoint may run code", ("tests/test_cli.py",), "never_runs_code"),
+    # sampling
+    Bug("sample-seed-ignored", "charrnn/cli.py", "g = torch.Generator().manual_seed(seed)",
+        "g = torch.Generator().manual_seed(0)", "`sample --seed` does not change the text", ("tests/test_cli.py",), "sample"),
+    Bug("sample-generator-unused", "charrnn/sample.py", "u = torch.rand(cum.shape[0], 1, generator=generator,",
+        "u = torch.rand(cum.shape[0], 1, generator=None,", "the same seed does not give the same text",
+        ("tests/test_sample.py",)),
+    Bug("temperature-multiplies", "charrnn/sample.py", "logits = logits.float() / temperature",
+        "logits = logits.float() * temperature", "temperature sharpens where it should flatten",
+        ("tests/test_sample.py",)),
+    Bug("prefix-state-dropped", "charrnn/sample.py", "_, state = model(ids[:, :-1], state)",
+        "_, _ = model(ids[:, :-1], state)", "generation forgets what the prefix said", ("tests/test_sample.py",)),
+    Bug("greedy-argmin", "charrnn/sample.py", "return logits.argmax(dim=-1)", "return logits.argmin(dim=-1)",
+        "temperature 0 picks the least likely character", ("tests/test_sample.py",)),
+    Bug("letters-only-prefix", "charrnn/cli.py",
+        'seen = preprocess(prefix, pre.get("lowercase", False), pre.get("letters_only", False))',
+        'seen = prefix.lower() if pre.get("lowercase") or pre.get("letters_only") else prefix',
+        "`sample --prefix` on a letters-only model keeps punctuation and digits", ("tests/test_cli.py",), "letters"),
+    Bug("letters-only-eval-text", "charrnn/evaluate.py",
+        'preprocess(raw, pre.get("lowercase", False), pre.get("letters_only", False))',
+        'preprocess(raw, pre.get("lowercase", False))',
+        "`eval --text` on a letters-only model skips the corpus preprocessing", ("tests/test_cli.py",), "letters"),
+    # training maths
+    Bug("clip-never-clips", "charrnn/train.py", "gn = float(torch.nn.utils.clip_grad_norm_(params, clip))",
+        'gn = float(torch.nn.utils.clip_grad_norm_(params, float("inf")))',
+        "--clip measures the gradient norm but never clips", ("tests/test_train_maths.py",)),
+    Bug("sgd-momentum", "charrnn/train.py", "torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)",
+        "torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)",
+        "--optimizer sgd silently uses momentum", ("tests/test_train_maths.py",)),
+    Bug("adamw-no-decay", "charrnn/train.py", "torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)",
+        "torch.optim.AdamW(params, lr=cfg.lr)", "AdamW ignores --weight-decay", ("tests/test_train_maths.py",)),
+    Bug("adamw-is-adam", "charrnn/train.py", "torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)",
+        "torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)",
+        "--optimizer adamw applies L2 through the gradient (Adam), not decoupled decay", ("tests/test_train_maths.py",)),
+    Bug("no-dropout-before-head", "charrnn/models.py", "return self.head(self.drop(out)), state",
+        "return self.head(out), state", "--dropout no longer acts before the output layer",
+        ("tests/test_train_maths.py", "tests/test_models.py")),
+    Bug("train-in-eval-mode", "charrnn/train.py", "    model.train()\n    try:", "    model.eval()\n    try:",
+        "the training loop runs the model in eval mode (no dropout)", ("tests/test_train_maths.py", "tests/test_train.py")),
+    Bug("loss-div-batch-twice", "charrnn/train.py",
+        "loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())  #",
+        "loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten()) / x.shape[0]  #",
+        "the training loss is divided by the batch size twice", ("tests/test_train_maths.py",)),
+    Bug("loss-div-dataset-len", "charrnn/train.py", ' acc["chars"] += tokens_per_step',
+        ' acc["chars"] += len(corpus.train)', "the logged training loss is divided by the dataset length",
+        ("tests/test_train_maths.py",)),
+    Bug("loss-sum-not-mean", "charrnn/train.py", "nll = loss_value * tokens_per_step", "nll = loss_value * cfg.batch_size",
+        "the logged loss is per sequence step, not per character", ("tests/test_train_maths.py",)),
+    Bug("carry-not-carried", "charrnn/train.py", 'carried = state if policy == "carry" else None', "carried = None",
+        "--state carry starts every batch from zero", ("tests/test_train.py",)),
+    Bug("carry-not-detached", "charrnn/train.py",
+        "state = detach_state(carried)  # truncated BPTT", "state = carried  # truncated BPTT",
+        "the carried state keeps its graph (no truncation)", ("tests/test_train.py",)),
+    Bug("eval-chars-padded", "charrnn/evaluate.py", "return LossReport(float(total), n)",
+        "return LossReport(float(total), rows * cols)", "evaluation divides by padded positions, not characters scored",
+        ("tests/test_cli.py", "tests/test_train.py", "tests/test_data.py")),
+    Bug("ddp-grad-summed", "charrnn/train.py", "                loss.backward()",
+        "                (loss * (ddp.world if ddp else 1)).backward()",
+        "under torchrun the gradient is summed over ranks, not averaged", ("tests/test_distributed.py",)),
+    # precision
+    Bug("amp-silently-fp32", "charrnn/train.py", "return torch.autocast(device_type=device.type, dtype=torch.bfloat16)",
+        "return contextlib.nullcontext()", "--amp on a bf16 CPU trains in fp32", ("tests/test_train_maths.py",)),
+    Bug("amp-fallback-silent", "charrnn/train.py", "if cfg.amp and (why := _no_bf16(device)):",
+        "if cfg.amp and False and (why := _no_bf16(device)):", "--amp without bf16 falls back without a warning",
+        ("tests/test_train_maths.py",)),
+    # the two defects of issue 14
+    Bug("eval-previous-epoch", "charrnn/train.py", 'epoch_over = k >= plan["num_batches"]', "epoch_over = False",
+        "the eval at an epoch's end reports the previous epoch's train perplexity", ("tests/test_cli.py",), "epoch"),
+    Bug("info-epoch-index", "charrnn/checkpoint.py", '"epoch": pos.get("epochs_completed", pos.get("epoch")),',
+        '"epoch": pos.get("epoch"),', "`info` shows the epoch index, not epochs completed", ("tests/test_cli.py",), "epoch"),
+    # diagnose's own fail paths
+    Bug("diag-scale-never-fires", "charrnn/diagnose_checks.py", "if not (1 / SCALE_RATIO <= ratio <= SCALE_RATIO):",
+        "if not (1 / SCALE_RATIO / 100 <= ratio <= SCALE_RATIO * 100):",
+        "diagnose's train-vs-val scale check cannot fire", ("tests/test_diagnose_fail_paths.py",)),
+    Bug("diag-first-loss-never-fires", "charrnn/diagnose_checks.py", "if first > FIRST_LOSS_MAX * lnV:",
+        "if first > FIRST_LOSS_MAX * lnV * 100:", "diagnose's 'first loss is not per character' check cannot fire",
+        ("tests/test_diagnose_fail_paths.py",)),
+    Bug("diag-carry-sign", "charrnn/diagnose_checks.py", "gain_c, se_c = _paired(reset - carry)",
+        "gain_c, se_c = _paired(carry - reset)", "diagnose reads a carry gain as a loss and vice versa",
+        ("tests/test_diagnose_fail_paths.py", "tests/test_diagnose.py")),
+    Bug("diag-recorded-never-fails", "charrnn/diagnose_checks.py", 'verdict = "fail"\n', 'verdict = "warn"\n',
+        "diagnose's recorded-loss check cannot fail", ("tests/test_diagnose_fail_paths.py",)),
+    Bug("diag-nonfinite-grads", "charrnn/diagnose_checks.py", "        if not finite.all():",
+        "        if not finite.any():", "diagnose misses a non-finite recorded gradient norm",
+        ("tests/test_diagnose_fail_paths.py",)),
+    Bug("diag-saturation-never-warns", "charrnn/diagnose_checks.py", "    if worst > SATURATION_WARN:",
+        "    if worst > SATURATION_WARN * 2:", "diagnose's saturation check cannot warn",
+        ("tests/test_diagnose_fail_paths.py",)),
+]
+
+
+def copy_tree(root: Path) -> Path:
+    """charrnn/, tests/ and pyproject.toml under root/tree, with root/shared linked to the real mirror."""
+    tree = root / "tree"
+    tree.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "runs")
+    for name in ("charrnn", "tests", "benchmarks"):
+        shutil.copytree(REPO / name, tree / name, ignore=ignore)
+    shutil.copy2(REPO / "pyproject.toml", tree / "pyproject.toml")
+    shared = REPO.parent / "shared"
+    if shared.is_dir():
+        (root / "shared").symlink_to(shared)
+    return tree
+
+
+def plant(tree: Path, bug: Bug) -> str | None:
+    """Apply the edit in the copy; returns why it cannot be applied, or None."""
+    path = tree / bug.file
+    if not path.is_file():
+        return f"{bug.file} does not exist"
+    text = path.read_text(encoding="utf-8")
+    count = text.count(bug.old)
+    if count != 1:
+        return f"{bug.old!r} occurs {count} times in {bug.file}"
+    path.write_text(text.replace(bug.old, bug.new), encoding="utf-8")
+    return None
+
+
+def pytest(tree: Path, args: list[str], timeout: float) -> tuple[bool, str, float]:
+    """(passed, first failing test or a reason, seconds)."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args]
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"timed out after {timeout:.0f}s", time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    if r.returncode == 0:
+        return True, "", seconds
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", r.stdout, re.M)
+    return False, failed[0] if failed else (r.stdout + r.stderr).strip().splitlines()[-1][:120], seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", action="store_true", help="run the whole suite for every entry, not only its tests")
+    ap.add_argument("--only", default="", help="comma-separated entry names to run (default: all)")
+    ap.add_argument("--list", action="store_true", help="list the entries and exit")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds per pytest run (default 600)")
+    args = ap.parse_args(argv)
+    wanted = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(wanted) - {b.name for b in BUGS})
+    if unknown:
+        ap.error(f"unknown entries: {', '.join(unknown)}")
+    bugs = [b for b in BUGS if not wanted or b.name in wanted]
+    if args.list:
+        for b in bugs:
+            print(f"{b.name:28} {b.file:28} {b.breaks}")
+        return 0
+
+    def tests_of(selected: list[Bug]) -> list[str]:
+        if args.full:
+            return []
+        files = sorted({t for b in selected for t in b.tests})
+        return files + ["-k", selected[0].k] if len(selected) == 1 and selected[0].k else files
+
+    with tempfile.TemporaryDirectory(prefix="planted-") as tmp:
+        (Path(tmp) / "base").mkdir()
+        base = copy_tree(Path(tmp) / "base")
+        ok, why, secs = pytest(base, tests_of(bugs), args.timeout)
+        print(f"baseline ({'whole suite' if args.full else ' '.join(tests_of(bugs))}): "
+              f"{'green' if ok else 'RED: ' + why} in {secs:.0f}s", flush=True)
+        if not ok:
+            return 2
+        rows, status = [], 0
+        for i, bug in enumerate(bugs):
+            root = Path(tmp) / f"bug{i}"
+            root.mkdir()
+            tree = copy_tree(root)
+            stale = plant(tree, bug)
+            if stale:
+                rows.append((bug, "STALE", stale, 0.0))
+                status = max(status, 2)
+            else:
+                passed, first, secs = pytest(tree, tests_of([bug]), args.timeout)
+                rows.append((bug, "missed" if passed else "caught", first, secs))
+                if passed:
+                    status = max(status, 1)
+            b, verdict, detail, secs = rows[-1]
+            print(f"{verdict:7} {b.name:28} {secs:5.0f}s  {b.breaks}\n        {detail}", flush=True)
+            shutil.rmtree(root, ignore_errors=True)
+    caught = sum(r[1] == "caught" for r in rows)
+    print(f"\n{caught} of {len(rows)} planted bugs caught"
+          + "".join(f"\n  {r[1]}: {r[0].name} ({r[0].breaks})" for r in rows if r[1] != "caught"))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
