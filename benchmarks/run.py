@@ -11,7 +11,9 @@ Sections (--only picks one):
     quality     time to quality: `charrnn train --preset shakespeare-68s / -5min`, whole command timed,
                 validation loss (nats/char) on tinyshakespeare's last 10%
     sampling    chars/s of charrnn.sample.generate for a 1x512 LSTM at batch 1 and 64 after a
-                1,000-character prefix, for 1k and 10k characters (the cost per character must not grow)
+                1,000-character prefix, for 1k and 10k characters (the cost per character must not grow),
+                next to the same call before issue 10 (--baseline REV), with --stop and log-probabilities,
+                and beam search (K = 1, 4)
     memory      peak RSS and start-up of training on 100 MB and 1 GB corpora, cold and cached
                 (benchmarks/footprint.py)
 
@@ -71,28 +73,84 @@ def quality(quick: bool, data: dict, log=print) -> list[dict]:
     return rows
 
 
-def sampling(quick: bool, data: dict, log=print) -> list[dict]:
+# sample.py as it was before stop strings, beam search and the interactive loop (issue 10): the
+# "before" column of the sampling section. Any revision can be compared with --baseline REV.
+SAMPLING_BASELINE = "492d0df"
+
+
+def baseline_sampler(rev: str):
+    """charrnn/sample.py at git revision `rev`, imported as a module of its own (None without git)."""
+    import types
+
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:charrnn/sample.py"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return None
+    mod = types.ModuleType(f"sample_{rev}")
+    exec(compile(r.stdout, f"{rev}:charrnn/sample.py", "exec"), mod.__dict__)
+    return mod
+
+
+def sampling(quick: bool, data: dict, log=print, baseline: str = SAMPLING_BASELINE) -> list[dict]:
+    """Batch-1 and batch-64 sampling after a 1,000-character prefix, before and after, side by side.
+
+    Each variant is timed in interleaved rounds and keeps its best (the least disturbed on a shared
+    machine). `before` is generate() of sample.py at `baseline`; `now` the same call today; `stop+score`
+    what `charrnn sample --stop ... --show-logprob` runs (a stop string that never occurs, so every
+    character is checked, and the log-probability of each); `beam K` chars of the result per second.
+    Rates per second of wall time and per CPU-second of this process (torch single-threaded, as the
+    benchmark runs it on a shared machine, CPU time is the steadier measure under load); the prefix
+    warm-up is included."""
+    from charrnn.beam import beam_search
     from charrnn.config import ModelConfig, TrainConfig
     from charrnn.dataset import prepare_corpus
     from charrnn.models import CharRNN
-    from charrnn.sample import generate
+    from charrnn import sample as now
 
     corpus = prepare_corpus(TrainConfig(corpus="tinyshakespeare", **data))
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(model="lstm", vocab_size=len(corpus.vocab), hidden=512)).eval()
-    prefix = corpus.vocab.decode(corpus.train[:1000])
+    vocab, prefix = corpus.vocab, corpus.vocab.decode(corpus.train[:1000])
+    before = baseline_sampler(baseline)
+    if before is None:
+        log(f"(no baseline: `git show {baseline}:charrnn/sample.py` failed; 'before' is left out)")
+
+    def gen(mod, batch, length):
+        g = torch.Generator().manual_seed(0)
+        return lambda: sum(1 for _ in mod.generate(model, vocab, prefix, length, num_samples=batch, generator=g))
+
+    def stop_score(batch, length):
+        g = torch.Generator().manual_seed(0)
+        return lambda: sum(1 for e in now.stream(model, vocab, prefix, length, num_samples=batch, generator=g,
+                                                 stop=["QQ\n&&"], score=True)) - 1
+
+    def beam(width, length):
+        return lambda: len(beam_search(model, vocab, prefix, length, width).samples[0].text)
+
     rows = []
     for batch in (1, 64):
-        for length in (1000, 10000):
-            g = torch.Generator().manual_seed(0)
-            t = time.perf_counter()
-            n = sum(1 for _ in generate(model, corpus.vocab, prefix, length, num_samples=batch, generator=g))
-            dt = time.perf_counter() - t
-            row = {"model": "lstm 1x512", "batch": batch, "prefix": len(prefix), "length": n, "seconds": dt,
-                   "chars_per_s": batch * n / dt, "us_per_step": 1e6 * dt / n}
+        for length in (1000,) if quick and batch > 1 else (1000, 10000):
+            rounds = 1 if length > 1000 else 2 if quick else 3  # a long run averages the noise out itself
+            variants = {"now": gen(now, batch, length), "stop+score": stop_score(batch, length)}
+            if before is not None:
+                variants = {"before": gen(before, batch, length), **variants}
+            if batch == 1:
+                variants.update({"beam 1": beam(1, length), "beam 4": beam(4, length)} if length <= 1000 else {})
+            wall, cpu = {k: float("inf") for k in variants}, {k: float("inf") for k in variants}
+            for _ in range(rounds):
+                for k, run in variants.items():
+                    t, c = time.perf_counter(), time.process_time()
+                    run()
+                    wall[k] = min(wall[k], time.perf_counter() - t)
+                    cpu[k] = min(cpu[k], time.process_time() - c)
+            chars = {k: length if k.startswith("beam") else batch * length for k in variants}
+            row = {"model": "lstm 1x512", "batch": batch, "prefix": len(prefix), "length": length,
+                   **{f"{k} chars/s": chars[k] / wall[k] for k in variants},
+                   **{f"{k} chars/cpu-s": chars[k] / cpu[k] for k in variants}}
             rows.append(row)
-            log(f"batch {batch:3d}  length {length:6d}   {row['chars_per_s']:10.0f} chars/s   "
-                f"{row['us_per_step']:8.1f} us per step (prefix warm-up included)")
+            for unit in ("chars/s", "chars/cpu-s"):
+                log(f"batch {batch:3d}  length {length:6d}  {unit:11s}  " + "   ".join(
+                    f"{k} {row[f'{k} {unit}']:7.0f}" for k in variants))
     return rows
 
 
@@ -104,6 +162,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")
     ap.add_argument("--data-dir", help="corpora folder (as charrnn train --data-dir)")
     ap.add_argument("--mirror", help="corpus mirror (as charrnn train --mirror)")
+    ap.add_argument("--baseline", default=SAMPLING_BASELINE, metavar="REV",
+                    help="the git revision whose charrnn/sample.py is the sampling section's 'before'")
     ap.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "charrnn-bench"),
                     help="where the memory section writes its big corpora (kept for the next run)")
     args = ap.parse_args(argv)
@@ -120,8 +180,8 @@ def main(argv=None) -> int:
         print(throughput.HEADER)
         results["throughput"] = throughput.run(args.quick, data)
     if "sampling" in sections:
-        print("\n## Sampling speed (charrnn.sample.generate, 1x512 LSTM)")
-        results["sampling"] = sampling(args.quick, data)
+        print(f"\n## Sampling speed (1x512 LSTM; before = charrnn/sample.py at {args.baseline})")
+        results["sampling"] = sampling(args.quick, data, baseline=args.baseline)
     if "memory" in sections:
         import footprint
         from charrnn import corpora

@@ -233,7 +233,7 @@ _TRAIN_FLAG_KEYS = {
 def sample(
     ckpt: str = typer.Argument(..., metavar="CKPT", help="A run directory (its best.pt, else last.pt) or a .pt file."),
     prefix: str = typer.Option("", "--prefix", "-p", help="Text that warms the state up; generation continues it."),
-    length: int = typer.Option(500, "--length", "-n", min=0, help="Characters to generate."),
+    length: int = typer.Option(500, "--length", "-n", "--max-length", min=0, help="Characters to generate (with --stop: at most)."),
     temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0, help="0 = greedy; <1 safer, >1 wilder."),
     top_k: int = typer.Option(0, "--top-k", min=0, help="Sample among the k most likely characters; 0 = all."),
     top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0, help="Nucleus sampling: the smallest set with probability >= p."),
@@ -241,44 +241,135 @@ def sample(
     seed: Optional[int] = typer.Option(None, "--seed", help="Same seed, same text  \\[default: random]"),
     device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda | mps"),
     impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch, scratch or auto layers \\[default: the one it was trained with]."),
-    json_out: bool = typer.Option(False, "--json", help="Print {prefix, samples, seed, ...} as JSON instead of streaming."),
+    json_out: bool = typer.Option(False, "--json", help="Print {prefix, samples, scores, seed, ...} as JSON instead of streaming."),
+    stop: Optional[list[str]] = typer.Option(None, "--stop", metavar="STR", help="End each sample at the first STR it generates (repeatable; escapes such as \\n\\n understood). STR itself is not printed unless --include-stop."),
+    include_stop: bool = typer.Option(False, "--include-stop", help="Print the stop string that ended a sample as its last characters."),
+    beam: int = typer.Option(0, "--beam", min=0, metavar="K", help="Beam search with K beams: the continuation with the best log-probability per character; deterministic (no --temperature/--top-k/--top-p). 1 = greedy; 0 = sample."),
+    prefix_file: Optional[Path] = typer.Option(None, "--prefix-file", metavar="FILE", help="Read the prefix from this UTF-8 file (a long prime), instead of --prefix."),
+    show_logprob: bool = typer.Option(False, "--show-logprob", help="After each sample, print on stderr its log-probability per character under the model (temperature 1)."),
+    interactive: bool = typer.Option(False, "--interactive", "-i", help="A prompt loop: type a prefix, get a continuation (/help lists its commands; Ctrl-D leaves)."),
+    carry: bool = typer.Option(False, "--carry", help="--interactive: each prefix continues the text so far instead of starting afresh (/carry, /fresh, /reset switch in the loop)."),
 ):
     """Generate text from a checkpoint, continuing --prefix."""
     import torch
 
     from charrnn.checkpoint import load
+    from charrnn.data import read_text
     from charrnn.device import resolve_device
-    from charrnn.sample import generate
+    from charrnn.sample import unescape
 
+    if prefix_file is not None:
+        if prefix:
+            raise CharRNNError("give either --prefix or --prefix-file, not both")
+        prefix = read_text(prefix_file)
+    if beam and (temperature != 1.0 or top_k or top_p != 1.0 or num_samples > 1):
+        raise CharRNNError("--beam is deterministic and returns one text: it takes no --temperature, --top-k, "
+                           "--top-p or --num-samples")
+    if interactive and (json_out or num_samples > 1):
+        raise CharRNNError("--interactive writes one continuation per prompt: it takes no --json or --num-samples")
     ck = load(ckpt, resolve_device(device), impl=impl)
     model, vocab = ck.model, ck.vocab
-    seen = ck.preprocessing.prefix(prefix)  # the model only ever saw text prepared as its corpus was
+    normalize = ck.preprocessing.prefix  # the model only ever saw text prepared as its corpus was
+    seen = normalize(prefix)
     if seen != prefix:
         console.print(f"note: the prefix was preprocessed as the training corpus was: {seen!r}", markup=False, highlight=False, soft_wrap=True)
         prefix = seen
     if seed is None:
         seed = int(torch.seed() % (2**31))
     g = torch.Generator().manual_seed(seed)
-    steps = generate(model, vocab, prefix, length, temperature, top_k, top_p, num_samples, generator=g)
-    if json_out or num_samples > 1:
-        texts = [prefix] * num_samples
-        for chars in steps:
-            texts = [t + c for t, c in zip(texts, chars)]
-        if json_out:
-            print(json.dumps({"checkpoint": ck.path, "prefix": prefix, "length": length, "temperature": temperature,
-                              "top_k": top_k, "top_p": top_p, "seed": seed, "samples": texts}, ensure_ascii=False))
-        else:
-            for i, t in enumerate(texts):
+    opts = dict(temperature=temperature, top_k=top_k, top_p=top_p, stop=tuple(unescape(s) for s in stop or ()),
+                include_stop=include_stop)
+    if interactive:
+        return _sample_interactive(model, vocab, prefix, length, beam, opts, g, carry, show_logprob, normalize)
+    if beam:
+        from charrnn.beam import beam_search
+
+        result = beam_search(model, vocab, prefix, length, beam, opts["stop"], include_stop).samples
+    elif json_out or num_samples > 1:
+        from charrnn.sample import sample as run
+
+        result = run(model, vocab, prefix, length, num_samples=num_samples, score=True, generator=g, **opts).samples
+    else:
+        result = _sample_stream(model, vocab, prefix, length, g, opts, show_logprob)
+    if json_out:
+        print(json.dumps({"checkpoint": ck.path, "prefix": prefix, "length": length, "temperature": temperature,
+                          "top_k": top_k, "top_p": top_p, "beam": beam, "stop": list(opts["stop"]), "seed": seed,
+                          "samples": [prefix + r.text for r in result], "scores": [r.as_dict() for r in result]},
+                         ensure_ascii=False))
+    elif num_samples > 1 or beam:
+        for i, r in enumerate(result):
+            if num_samples > 1:
                 console.print(f"[dim]--- sample {i + 1}/{num_samples} (seed {seed})[/]")
-                sys.stdout.write(t + "\n")
-                sys.stdout.flush()
-        return
+            sys.stdout.write(prefix + r.text + "\n")
+            sys.stdout.flush()
+            if show_logprob:
+                _print_logprob(r)
+
+
+def _sample_stream(model, vocab, prefix, length, generator, opts, show_logprob):
+    """One sample, written to stdout as it is generated; returns [its Sample]."""
+    from charrnn.sample import Finished, stream
+
+    events = stream(model, vocab, prefix, length, score=show_logprob, generator=generator, **opts)  # checks first
     sys.stdout.write(prefix)
     sys.stdout.flush()
-    for chars in steps:
-        sys.stdout.write(chars[0])
+    for event in events:
+        if isinstance(event, Finished):
+            break
+        sys.stdout.write(event[0])
         sys.stdout.flush()
     sys.stdout.write("\n")
+    if show_logprob:
+        _print_logprob(event.samples[0])
+    return event.samples
+
+
+def _print_logprob(s) -> None:
+    d = s.as_dict()
+    ended = f", ended by {s.stop!r}" if s.stop else ""
+    _note(f"log-probability {d['logprob_per_char']:.4f} nats/char ({d['bits_per_char']:.3f} bits/char) "
+          f"over {d['chars_scored']} generated characters{ended}")
+
+
+def _note(text: str) -> None:
+    """A dim line on stderr, printed as it is (no markup: it may quote what the user typed)."""
+    console.print(text, style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
+def _sample_interactive(model, vocab, start, length, beam, opts, generator, carry, show_logprob, normalize):
+    """The prompt loop: a line in, its continuation out, until end of input or Ctrl-C (exit 0)."""
+    from charrnn.interactive import HELP, Session, Turns
+    from charrnn.sample import Finished
+
+    session = Session(model, vocab, Turns(length=length, beam=beam, score=show_logprob, **opts), carry=carry,
+                      start=start, generator=generator, normalize=normalize)
+    tty = sys.stdin.isatty()
+    if tty:
+        _note(HELP)
+    try:
+        while True:
+            line = input("> ") if tty else sys.stdin.readline()
+            if not tty and not line:
+                break
+            message = session.command(line)
+            if message is not None:
+                _note(message)
+                continue
+            try:
+                for event in session.turn(line, echo=not tty):  # piped: a transcript, prefixes included
+                    if isinstance(event, Finished):
+                        break
+                    sys.stdout.write(event[0])
+                    sys.stdout.flush()
+            except CharRNNError as e:  # a typo in one prompt does not end the session
+                print(f"charrnn: error: {e}", file=sys.stderr)
+                continue
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            if show_logprob:
+                _print_logprob(event.samples[0])
+    except (EOFError, KeyboardInterrupt):
+        sys.stderr.write("\n")
 
 
 # ---------------------------------------------------------------------------------------------- eval
