@@ -183,3 +183,251 @@ def rank_units(acts: np.ndarray, signal: np.ndarray) -> Ranking:
     key = np.where(np.isnan(r), -1.0, np.abs(r))  # constant units sort after every real r
     order = np.argsort(-key, kind="stable")
     return Ranking(r, order, constant_units, bool(constant_signal))
+
+
+# ------------------------------------------------------------------------------------------ user signals
+
+
+def regex_signal(text: str, spec: str) -> tuple[str, np.ndarray]:
+    """`NAME=PATTERN` -> (NAME, 1.0 on every character inside a match of PATTERN, 0.0 elsewhere)."""
+    import re
+
+    name, pattern = _split_spec(spec, "--signal-regex", "NAME=PATTERN")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as e:
+        raise CharRNNError(f"--signal-regex {name}: {pattern!r} is not a valid regular expression: {e}") from None
+    values = np.zeros(len(text))
+    for m in compiled.finditer(text):
+        values[m.start() : m.end()] = 1.0
+    return name, values
+
+
+def file_signal(spec: str, n_chars: int) -> tuple[str, np.ndarray]:
+    """`NAME=F` -> (NAME, the numbers in F, one per line, one per character of the probed text)."""
+    from pathlib import Path
+
+    name, path = _split_spec(spec, "--signal-file", "NAME=FILE")
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise CharRNNError(f"--signal-file {name}: cannot read {path}: {e.strerror or e}") from None
+    values = np.empty(len(lines))
+    for i, line in enumerate(lines):
+        try:
+            values[i] = float(line)
+        except ValueError:
+            raise CharRNNError(f"--signal-file {name}: line {i + 1} of {path} is not a number: {line[:40]!r}") from None
+    if len(values) != n_chars:
+        raise CharRNNError(f"--signal-file {name}: {path} has {len(values):,} numbers but the text has {n_chars:,} characters "
+                           "(after the model's preprocessing); give one number per character, one per line")
+    if not np.isfinite(values).all():
+        raise CharRNNError(f"--signal-file {name}: {path} holds nan or infinite values")
+    return name, values
+
+
+def _split_spec(spec: str, flag: str, form: str) -> tuple[str, str]:
+    name, sep, value = spec.partition("=")
+    if not sep or not name or not value:
+        raise CharRNNError(f"{flag} takes {form} (got {spec!r})")
+    return name, value
+
+
+# ---------------------------------------------------------------------------------------- linear probe
+
+RIDGE_GRID = tuple(10.0 ** k for k in range(-6, 1))  # ridge penalty as a fraction of the rows fitted
+PROBE_FIT_FRAC = 0.8  # the probe is fitted on the first 80% of the text and scored on the rest
+
+
+@dataclass
+class ProbeFit:
+    """A ridge regression from every unit to one signal, scored on text it was not fitted on."""
+
+    r2: float | None  # held-out R^2 (None when the held-out signal is constant)
+    penalty: float  # the ridge penalty chosen, as a fraction of the rows fitted (features standardised)
+    fit_chars: int
+    test_chars: int
+
+
+def _ridge_solve(x: np.ndarray, y: np.ndarray, fracs) -> list[np.ndarray]:
+    """Weights of ridge regressions of y on x (both centred) for each penalty frac * rows, through one
+    eigendecomposition of x^T x (units x units)."""
+    evals, evecs = np.linalg.eigh(x.T @ x)
+    xty = evecs.T @ (x.T @ y)
+    return [evecs @ (xty / (evals + f * len(x))) for f in fracs]
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float | None:
+    sst = ((y - y.mean()) ** 2).sum()
+    return None if sst == 0 else float(1.0 - ((y - pred) ** 2).sum() / sst)
+
+
+def linear_probe(acts: np.ndarray, signal: np.ndarray, fit_frac: float = PROBE_FIT_FRAC) -> ProbeFit:
+    """Ridge regression from all units (standardised on the fitted part) to the signal, fitted on the
+    first `fit_frac` of the text and scored on the rest (contiguous: the held-out text is unseen text,
+    not interleaved characters). The penalty is chosen from RIDGE_GRID on the last quarter of the fitted
+    part (fitted on its first three quarters), then the probe is refitted on the whole fitted part."""
+    a = np.asarray(acts, dtype=np.float64)
+    s = np.asarray(signal, dtype=np.float64)
+    n_fit = int(len(s) * fit_frac)
+    if n_fit < 8 or len(s) - n_fit < 2:
+        raise CharRNNError(f"the text has {len(s)} characters: too few for a probe fitted on {fit_frac:.0%} of it")
+    mean, std = a[:n_fit].mean(axis=0), a[:n_fit].std(axis=0)
+    std[std == 0] = 1.0  # a unit constant on the fitted part contributes nothing
+    x = (a - mean) / std  # (N, U)
+    inner = n_fit * 3 // 4
+    y_in = s[:inner] - s[:inner].mean()
+    scores = [_r2(s[inner:n_fit], x[inner:n_fit] @ w + s[:inner].mean()) for w in _ridge_solve(x[:inner], y_in, RIDGE_GRID)]
+    scores = [-np.inf if v is None else v for v in scores]
+    best = RIDGE_GRID[int(np.argmax(scores))]
+    y_mean = s[:n_fit].mean()
+    (w,) = _ridge_solve(x[:n_fit], s[:n_fit] - y_mean, [best])
+    return ProbeFit(_r2(s[n_fit:], x[n_fit:] @ w + y_mean), best, n_fit, len(s) - n_fit)
+
+
+# ------------------------------------------------------------------------------------- gate saturation
+
+SATURATED_LOW, SATURATED_HIGH = 0.1, 0.9  # Karpathy et al. 2015, Figure 3
+
+
+def gate_saturation(gates: list[dict[str, np.ndarray]]) -> list[dict[str, dict[str, np.ndarray]]]:
+    """Per layer and sigmoid gate, each unit's fraction of characters with the gate below 0.1 (left-
+    saturated) and above 0.9 (right-saturated): {"left": (H,), "right": (H,)}."""
+    return [{g: {"left": (v < SATURATED_LOW).mean(axis=0), "right": (v > SATURATED_HIGH).mean(axis=0)}
+             for g, v in layer.items()} for layer in gates]
+
+
+# ------------------------------------------------------------------------------------------- the command
+
+MAX_CHARS = 20_000  # characters probed by default: (chars x units) float64 must fit in memory
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """What `charrnn probe` computes: built-in signals by name, user signals as NAME=PATTERN / NAME=FILE."""
+
+    signals: tuple[str, ...] = ()
+    regexes: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    gates: bool = False
+    top: int = 10
+    max_chars: int = MAX_CHARS
+    fit_frac: float = PROBE_FIT_FRAC
+    device: str = "cpu"
+    impl: str | None = None
+
+    def __post_init__(self):
+        unknown = [s for s in self.signals if s not in BUILTIN_SIGNALS]
+        if unknown:
+            raise CharRNNError(f"--signal {unknown[0]!r} is not a built-in signal (choose from {', '.join(BUILTIN_SIGNALS)}; "
+                               "use --signal-regex or --signal-file for your own)")
+        if not (self.signals or self.regexes or self.files or self.gates):
+            raise CharRNNError("name something to probe: --signal NAME, --signal-regex NAME=PATTERN, --signal-file NAME=F or --gates")
+        if self.top < 1 or self.max_chars < 100:
+            raise CharRNNError("--top must be at least 1 and --max-chars at least 100")
+        if not 0.1 <= self.fit_frac <= 0.95:
+            raise CharRNNError("--fit-frac must be between 0.1 and 0.95")
+
+
+def _load(target, factory, text_path, options: ProbeOptions):
+    """(model, device, text as the model sees it, its ids, a description) for a checkpoint or a factory."""
+    from charrnn.data import read_text
+    from charrnn.train import resolve_device
+
+    device = resolve_device(options.device)
+    raw = read_text(text_path)
+    if factory is not None:
+        from charrnn.diagnose import encode_for, load_factory, vocab_chars
+
+        model = load_factory(factory)
+        if isinstance(model, torch.nn.Module):
+            model = model.to(device)
+        ids, _ = encode_for(vocab_chars(model.vocab), raw)
+        return model, device, raw, ids, {"factory": factory, "model": type(model).__name__}
+    from charrnn.checkpoint import load_model
+    from charrnn.data import Vocab, preprocess
+
+    model, ckpt = load_model(target, device, impl=options.impl)
+    pre = ckpt.get("preprocessing") or {}
+    text = preprocess(raw, pre.get("lowercase", False), pre.get("letters_only", False))
+    ids = Vocab(tuple(ckpt["vocab"])).encode(text)
+    cfg = model.config
+    return model, device, text, ids, {"checkpoint": ckpt["path"], "model": f"{cfg.model}, {cfg.layers} layer(s) x {cfg.hidden}"}
+
+
+def probe(target=None, text=None, options: ProbeOptions = ProbeOptions(signals=("depth",)), factory: str | None = None) -> dict:
+    """`charrnn probe`: rank the units and fit a linear probe for each signal; gate saturation on request.
+    Returns plain values (what --json prints)."""
+    model, device, chars, ids, subject = _load(target, factory, text, options)
+    n = min(len(ids), options.max_chars)  # the first n characters are probed
+    builtin = builtin_signals(chars[:n]) if options.signals else {}
+    signals = {name: builtin[name] for name in options.signals}
+    for spec in options.regexes:
+        name, values = regex_signal(chars, spec)
+        signals[name] = values
+    for spec in options.files:
+        name, values = file_signal(spec, len(chars))
+        signals[name] = values
+    acts = gather(model, ids[:n], device, gates=options.gates)
+    report = {**subject, "text": str(text), "chars": n, "text_chars": len(ids), "units": acts.matrix.shape[1], "signals": []}
+    for name, values in signals.items():
+        report["signals"].append(_signal_report(name, acts, values[:n], options))
+    if options.gates:
+        report["gates"] = _gates_report(acts)
+    return report
+
+
+def _signal_report(name: str, acts: Activations, values: np.ndarray, options: ProbeOptions) -> dict:
+    ranking = rank_units(acts.matrix, values)
+    entry = {"name": name, "constant": ranking.signal_constant, "constant_units": len(ranking.constant_units),
+             "mean": float(values.mean()), "std": float(values.std()), "top": [], "probe": None}
+    if ranking.signal_constant:
+        return entry
+    for j in ranking.order[: options.top]:
+        if np.isnan(ranking.r[j]):
+            break
+        layer, part, index = acts.labels[j]
+        entry["top"].append({"layer": layer, "part": part, "index": index, "r": float(ranking.r[j])})
+    fit = linear_probe(acts.matrix, values, options.fit_frac)
+    entry["probe"] = {"r2": fit.r2, "penalty": fit.penalty, "fit_chars": fit.fit_chars, "test_chars": fit.test_chars}
+    return entry
+
+
+def _gates_report(acts: Activations) -> list[dict]:
+    if not any(acts.gates):
+        raise CharRNNError("--gates: this model has no sigmoid gates (a plain rnn has none; lstm and gru do)")
+    rows = []
+    for k, layer in enumerate(gate_saturation(acts.gates)):
+        for g, fr in layer.items():
+            rows.append({"layer": k, "gate": g, "left": float(fr["left"].mean()), "right": float(fr["right"].mean()),
+                         "units_mostly_left": int((fr["left"] > 0.5).sum()), "units_mostly_right": int((fr["right"] > 0.5).sum()),
+                         "units": len(fr["left"]), "unit_left": fr["left"].tolist(), "unit_right": fr["right"].tolist()})
+    return rows
+
+
+def save_gate_picture(rows: list[dict], path) -> None:
+    """The paper's Figure 3: one panel per layer, each unit of each gate a point at (fraction of characters
+    left-saturated, fraction right-saturated). Needs matplotlib (the plot extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CharRNNError("the gate picture needs matplotlib: pip install 'charrnn[plot]'") from None
+    layers = sorted({r["layer"] for r in rows})
+    fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 4), squeeze=False)
+    for ax, k in zip(axes[0], layers):
+        for r in (r for r in rows if r["layer"] == k):
+            ax.scatter(r["unit_left"], r["unit_right"], s=12, alpha=0.7, label=r["gate"])
+        ax.plot([0, 1], [1, 0], color="0.8", lw=0.8)  # the points cannot lie above this line
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title=f"layer {k}",
+               xlabel=f"fraction left-saturated (< {SATURATED_LOW})", ylabel=f"fraction right-saturated (> {SATURATED_HIGH})")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as e:
+        raise CharRNNError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
