@@ -3,7 +3,7 @@ status, the numbers, one sentence of meaning and one of advice.
 
 Check ids are stable (scripts read them from --json):
 
-    loss.recorded_match   loss.batch_invariance   loss.baselines   loss.curves   loss.worked_example
+    loss.recorded_match   loss.batch_invariance   loss.baselines   loss.ngram_yardstick   loss.curves   loss.worked_example
     state.row_independence   state.call_independence   state.reset_vs_carry   state.warmup
     state.memory_horizon   grad.bptt_norms   grad.spectral_radius   grad.saturation   grad.training_record
 
@@ -21,6 +21,7 @@ import torch
 
 from charrnn import diagnose_measure as m
 from charrnn.errors import CharRNNError
+from charrnn.ngram import check_ngram_yardstick
 
 SECTIONS = {"loss": "Loss normalisation", "state": "Hidden-state reset", "grad": "Gradient health"}
 STATUSES = ("ok", "warn", "fail", "skip")
@@ -752,6 +753,7 @@ def check_training_record(ctx: Context) -> Check:
 CHECKS = [check_recorded, check_batch_invariance, check_baselines, check_curves, check_worked_example,
           check_row_independence, check_call_independence, check_reset_vs_carry, check_warmup, check_memory_horizon,
           check_bptt_norms, check_spectral_radius, check_saturation, check_training_record]
+CHECKS.insert(CHECKS.index(check_baselines) + 1, check_ngram_yardstick)  # issue 15: the n-gram yardstick
 CHECK_IDS = {
     "check_recorded": ("loss.recorded_match", "loss"), "check_batch_invariance": ("loss.batch_invariance", "loss"),
     "check_baselines": ("loss.baselines", "loss"), "check_curves": ("loss.curves", "loss"),
@@ -760,4 +762,5 @@ CHECK_IDS = {
     "check_warmup": ("state.warmup", "state"), "check_memory_horizon": ("state.memory_horizon", "state"),
     "check_bptt_norms": ("grad.bptt_norms", "grad"), "check_spectral_radius": ("grad.spectral_radius", "grad"),
     "check_saturation": ("grad.saturation", "grad"), "check_training_record": ("grad.training_record", "grad"),
+    "check_ngram_yardstick": ("loss.ngram_yardstick", "loss"),
 }

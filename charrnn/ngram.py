@@ -140,9 +140,10 @@ class KneserNey:
 
 
 @torch.no_grad()
-def model_char_nll(model, ids, device, chunk: int = 256) -> np.ndarray:
+def model_char_nll(model, ids, device, chunk: int = 256, forward=None) -> np.ndarray:
     """-log p(ids[t+1] | ids[:t+1]) for every t, float64 (len-1,), with the stream layout and carried
-    state of `charrnn.evaluate.evaluate_ids` (its loss is the mean of this)."""
+    state of `charrnn.evaluate.evaluate_ids` (its loss is the mean of this). `forward(x, state)`
+    defaults to the model itself."""
     from charrnn.data import stream_layout
     from charrnn.evaluate import MAX_STREAMS, MIN_STREAM
     from charrnn.models import detach_state
@@ -153,7 +154,9 @@ def model_char_nll(model, ids, device, chunk: int = 256) -> np.ndarray:
     rows, cols = stream_layout(n, streams)
     starts = np.arange(rows)[:, None] * cols  # (rows, 1): row r scores the stretch [r*cols, (r+1)*cols)
     out = np.zeros(n)
-    model.eval()
+    forward = forward or model
+    if hasattr(model, "eval"):
+        model.eval()
     state = model.begin_state(rows, device)
     for s in range(0, cols, chunk):
         pos = starts + np.arange(s, min(s + chunk, cols))  # (rows, t) input positions
@@ -161,7 +164,7 @@ def model_char_nll(model, ids, device, chunk: int = 256) -> np.ndarray:
         pos = np.minimum(pos, n - 1)
         xb = torch.from_numpy(arr[pos].astype(np.int64)).to(device)
         yb = torch.from_numpy(arr[pos + 1].astype(np.int64)).to(device)
-        logits, state = model(xb, state)  # (rows, t, V)
+        logits, state = forward(xb, state)  # (rows, t, V)
         nll = F.cross_entropy(logits.double().flatten(0, 1), yb.flatten(), reduction="none").view(pos.shape)
         out[pos[valid]] = nll.cpu().numpy()[valid]
         state = detach_state(state)
@@ -268,3 +271,48 @@ def _texts(ckpt, vocab, text, split, data_dir):
 def _loss(nll: float, n: int) -> dict:
     loss = float(nll) / n if n else float("nan")
     return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(min(loss, 700.0))}
+
+
+# ------------------------------------------------------------------------------------ diagnose's finding
+
+YARDSTICK_ORDER = 3  # a model that cannot beat a 3-gram is not using its state
+YARDSTICK_MARGIN = 0.02  # ok only when the model's loss is at least 2% below the 3-gram's
+
+
+def check_ngram_yardstick(ctx):
+    """diagnose's `loss.ngram_yardstick`: the model's per-character loss against an interpolated
+    Kneser-Ney 3-gram on the same characters. The 3-gram is fitted on the run's training split, or, for a
+    model without one (--model-factory, unreadable corpus), on the first half of the measured text and
+    both are scored on the second half."""
+    from charrnn.diagnose_checks import _check
+    from charrnn.diagnose_measure import logits_of
+
+    cid = "loss.ngram_yardstick"
+    ids = np.asarray(ctx.ids.cpu()).astype(np.int64)
+    train, where = None, "the run's training split"
+    if ctx.s.ckpt is not None and ctx.s.train_config is not None:
+        try:
+            from charrnn.data import Vocab
+
+            train = _texts(ctx.s.ckpt, Vocab(tuple(ctx.s.ckpt["vocab"])), None, "train", ctx.o.data_dir)[0].train
+        except CharRNNError:
+            train = None
+    if train is None or len(train) < 10 * YARDSTICK_ORDER:
+        half = len(ids) // 2
+        train, ids, where = ids[:half], ids[half:], "the first half of the measured text (scored on the second half)"
+    lm = KneserNey(train, ctx.s.vocab_size, YARDSTICK_ORDER)
+    ngram = float(lm.char_nll(ids)[-1].mean())
+    with torch.no_grad():
+        loss = float(model_char_nll(ctx.model, ids, ctx.device, forward=lambda x, st: logits_of(ctx.model, x, st)).mean())
+    values = {"loss": loss, "ngram_loss": ngram, "order": YARDSTICK_ORDER, "fitted_on": where,
+              "gain_frac": (ngram - loss) / ngram if ngram else None, "chars": len(ids) - 1}
+    base = f"loss {loss:.3f} nats/char against {ngram:.3f} for a Kneser-Ney {YARDSTICK_ORDER}-gram fitted on {where}"
+    if loss < ngram * (1 - YARDSTICK_MARGIN):
+        return _check(cid, "ok", values, f"{base}: the model uses more context than the last {YARDSTICK_ORDER - 1} characters",
+                      "nothing to do")
+    return _check(cid, "warn", values,
+                  f"{base}: the model does no better than counting {YARDSTICK_ORDER}-character sequences, so it is not using "
+                  "its state for anything a short window cannot see",
+                  "this usually means the state is reset every window (or every call), the sequence length is too short to "
+                  "learn anything longer, or the recurrence has a bug (h_t not fed into step t+1): see state.reset_vs_carry, "
+                  "state.memory_horizon and `charrnn gradcheck`; otherwise train longer")

@@ -98,3 +98,44 @@ def test_cli_eval_ngram(tmp_path):
     assert res.exit_code == 0 and "3-gram" in res.stdout and "starts a word" in res.stdout
     res = CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--ngram", "11"])
     assert res.exit_code == 2 and "--ngram must be between 1 and 10" in res.stderr
+
+
+class _Counter(torch.nn.Module):
+    """A hand-made model of the text ('a' * 6 + 'b') repeated: with `memory` it counts the a's since the
+    last b in its state (and knows what comes next); without, it sees only the current character."""
+
+    def __init__(self, memory: bool):
+        super().__init__()
+        self.vocab, self.vocab_size, self.memory = ["a", "b"], 2, memory
+
+    def begin_state(self, batch_size, device=None):
+        return torch.zeros(batch_size, device=device)
+
+    def forward(self, x, state):
+        logits = []
+        for t in range(x.shape[1]):
+            state = torch.where(x[:, t] == 1, torch.zeros_like(state), state + 1)  # a's since the last b
+            if self.memory:
+                p_b = torch.where(state == 6, 0.99, 0.01)
+            else:
+                p_b = torch.where(x[:, t] == 1, 0.01, 1 / 6)  # after a 'b' an 'a'; after an 'a', b in 1 of 6
+            logits.append(torch.stack([torch.log(1 - p_b), torch.log(p_b)], dim=-1))
+        return torch.stack(logits, dim=1), state
+
+
+@pytest.mark.parametrize("memory,status", [(True, "ok"), (False, "warn")])
+def test_diagnose_ngram_yardstick(memory, status):
+    from charrnn.diagnose import DiagnoseOptions, Subject
+    from charrnn.diagnose_checks import Context
+    from charrnn.ngram import check_ngram_yardstick
+
+    ids = torch.tensor(([0] * 6 + [1]) * 400)
+    ctx = Context(Subject(_Counter(memory), ids, 2, {}), DiagnoseOptions(max_chars=2000))
+    check = check_ngram_yardstick(ctx)
+    assert check.id == "loss.ngram_yardstick" and check.status == status, check.message
+    v = check.values
+    # the 3-gram sees at most "aa": after it, b comes 1 time in 5 -> about (4/5 ln 5/4 + 1/5 ln 5) * 5/7 nats/char
+    assert abs(v["ngram_loss"] - (0.8 * math.log(1.25) + 0.2 * math.log(5)) * 5 / 7) < 0.02
+    assert "first half of the measured text" in v["fitted_on"]
+    if not memory:
+        assert "state is reset every window" in check.advice

@@ -4,6 +4,7 @@ model's own state carried over the whole text."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -78,3 +79,187 @@ def test_gather_is_the_state_carried_over_the_text(kind, impl):
     assert all(set(g) == sig for g in acts.gates)
     for g in acts.gates[0].values():
         assert g.shape == (53, 5)
+
+
+# ---------------------------------------------------------------------------------- linear probe, CLI
+
+from charrnn.probe import linear_probe  # noqa: E402
+
+
+def test_linear_probe_finds_a_linear_signal_and_not_a_random_one():
+    rng = np.random.default_rng(0)
+    acts = rng.normal(size=(3000, 20))
+    hidden = acts @ rng.normal(size=20)
+    fit = linear_probe(acts, hidden + 0.1 * rng.normal(size=3000))
+    assert fit.r2 > 0.99 and fit.fit_chars == 2400 and fit.test_chars == 600
+    assert fit.penalty in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    noise = linear_probe(acts, rng.normal(size=3000))
+    assert noise.r2 < 0.05  # held out: nothing to find, and a fit to noise does not carry over
+    assert linear_probe(acts, np.r_[rng.normal(size=2400), np.zeros(600)]).r2 is None  # constant held-out part
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Tiny trained runs: a 2-layer LSTM (torch engine) and a 3-layer GRU (scratch engine)."""
+    from charrnn.train import train
+    from tests.helpers import make_text, tiny_options
+
+    d = tmp_path_factory.mktemp("probe")
+    lines = 'He said "the (time) machine" and\n"[moved]" through {space}.\n'
+    text = d / "probe.txt"
+    text.write_text(lines * 20)
+    corpus = d / "corpus.txt"
+    corpus.write_text(make_text(3000) + lines * 20)  # every character of the probe text is in the vocabulary
+    for name, kind, layers, impl in (("lstm", "lstm", 2, "torch"), ("gru", "gru", 3, "scratch"), ("rnn", "rnn", 1, "torch")):
+        train(tiny_options(corpus, d / name, model=kind, layers=layers, impl=impl, hidden=8, max_steps=5), on_event=lambda e: None)
+    return d, text
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_probe_json_matches_an_independent_computation(runs):
+    d, text = runs
+    res = _cli("probe", d / "lstm", "--text", text, "--signal", "depth", "--signal", "quote", "--signal-regex", "paren=\\(.*?\\)",
+               "--gates", "--json", "--top", "40")
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["units"] == 2 * 2 * 8 and [s["name"] for s in r["signals"]] == ["depth", "quote", "paren"]
+    chars = text.read_text()
+    from charrnn.checkpoint import load_model
+    from charrnn.data import Vocab
+
+    model, ckpt = load_model(d / "lstm")
+    ids = torch.as_tensor(Vocab(tuple(ckpt["vocab"])).encode(chars).astype(np.int64))
+    with torch.no_grad():
+        trace = record(model.double(), ids.unsqueeze(0))  # one pass, float64, no chunks
+    paren = np.array([float(i in {j for a in range(len(chars)) if chars[a] == "(" for j in range(a, chars.index(")", a) + 1)})
+                      for i in range(len(chars))])
+    wants = {"depth": builtin_signals(chars)["depth"], "quote": builtin_signals(chars)["quote"], "paren": paren}
+    for sig in r["signals"]:
+        assert len(sig["top"]) == 32
+        for u in sig["top"]:
+            unit = trace.layers[u["layer"]][u["part"]][0, :, u["index"]].numpy()
+            assert abs(u["r"] - np.corrcoef(unit, wants[sig["name"]])[0, 1]) < 1e-6
+        assert [abs(u["r"]) for u in sig["top"]] == sorted((abs(u["r"]) for u in sig["top"]), reverse=True)
+    for g in r["gates"]:  # the saturation fractions, from the recorded gates
+        gate = trace.layers[g["layer"]]["gates"][g["gate"]][0].numpy()
+        assert abs(g["left"] - (gate < 0.1).mean()) < 1e-6 and abs(g["right"] - (gate > 0.9).mean()) < 1e-6
+    assert {g["gate"] for g in r["gates"]} == {"input", "forget", "output"}
+
+
+def test_cli_probe_table_and_user_errors(runs, tmp_path):
+    d, text = runs
+    res = _cli("probe", d / "gru", "--text", text, "--signal", "line-pos", "--signal", "word-pos", "--gates")
+    assert res.exit_code == 0, res.output
+    assert "line-pos" in res.stdout and "held-out R^2" in res.stdout and "update" in res.stdout
+    assert "3 layer(s)" in res.stdout
+    flat = tmp_path / "flat.txt"
+    flat.write_text("the machine moved through time and space\n" * 5)
+    res = _cli("probe", d / "rnn", "--text", flat, "--signal", "quote", "--signal", "depth")
+    assert res.exit_code == 0 and "quote: constant on this text" in res.stdout and "depth: constant" in res.stdout
+    short = tmp_path / "sig.txt"
+    short.write_text("1\n2\n3\n")
+    for args, message in (
+        (("--signal-file", f"n={short}"), "has 3 numbers but the text has"),
+        (("--signal", "nesting"), "is not a built-in signal"),
+        (("--signal-regex", "x=("), "not a valid regular expression"),
+        (("--signal-regex", "noequals"), "takes NAME=PATTERN"),
+        (("--gates",), "no sigmoid gates"),
+        ((), "name something to probe"),
+    ):
+        res = _cli("probe", d / "rnn", "--text", flat, *args)
+        assert res.exit_code == 2 and message in res.stderr, (args, res.output)
+        assert "Traceback" not in res.output
+
+
+def test_cli_probe_signal_file_and_plot(runs, tmp_path):
+    d, text = runs
+    n = len(text.read_text())
+    f = tmp_path / "pos.txt"
+    f.write_text("\n".join(str(i % 7) for i in range(n)) + "\n")
+    res = _cli("probe", d / "lstm", "--text", text, "--signal-file", f"mod7={f}", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["signals"][0]["name"] == "mod7"
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "gates.png"
+    res = _cli("probe", d / "gru", "--text", text, "--gates", "--plot", png)
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+FACTORY = '''
+import torch
+from charrnn.activations import record
+from charrnn.config import ModelConfig
+from charrnn.models import CharRNN
+
+
+class Mine(torch.nn.Module):
+    """A user's model: forward, begin_state, vocab, and record(x, state) -> (layers, state)."""
+
+    def __init__(self, expose):
+        super().__init__()
+        torch.manual_seed(0)
+        self.inner = CharRNN(ModelConfig(model="lstm", vocab_size=len(VOCAB), hidden=6))
+        self.vocab = VOCAB
+        if expose:
+            self.record = lambda x, state: (lambda t: ([dict(l) for l in t.layers], t.state))(record(self.inner, x, state))
+
+    def forward(self, x, state):
+        return self.inner(x, state)
+
+    def begin_state(self, batch_size, device=None):
+        return self.inner.begin_state(batch_size, device)
+
+
+VOCAB = sorted(set(' \\n"()[]{}.HSTadeghimnorstuvcp'))
+
+
+def build():
+    return Mine(True)
+
+
+def hidden():
+    return Mine(False)
+'''
+
+
+def test_cli_probe_model_factory(runs, tmp_path):
+    _, text = runs
+    src = tmp_path / "mine.py"
+    src.write_text(FACTORY)
+    res = _cli("probe", "--model-factory", f"{src}:build", "--text", text, "--signal", "depth", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["units"] == 12  # h and c of one 6-unit layer
+    res = _cli("probe", "--model-factory", f"{src}:hidden", "--text", text, "--signal", "depth")
+    assert res.exit_code == 2 and "does not expose its states" in res.stderr
+
+
+def test_bracket_depth_is_tracked_by_a_unit_and_held_linearly():
+    """Issue 15's acceptance, small: on nested brackets an LSTM grows a depth unit (|r| >= 0.9) and a
+    GRU's state holds depth linearly (held-out R^2 >= 0.9); 300 steps of 16 units each."""
+    import tempfile
+    from pathlib import Path
+
+    from charrnn.probe import ProbeOptions, probe
+    from charrnn.train import train
+    from tests.helpers import make_brackets, tiny_options
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        (d / "b.txt").write_text(make_brackets(40000, seed=1, max_depth=3))
+        (d / "p.txt").write_text(make_brackets(4000, seed=2, max_depth=3))
+        got = {}
+        for kind in ("lstm", "gru"):
+            opts = tiny_options(d / "b.txt", d / kind, model=kind, hidden=16, max_steps=300, seq_len=32, batch_size=16,
+                                lr=1e-2, eval_every=1000)
+            train(opts, on_event=lambda e: None)
+            got[kind] = probe(d / kind, d / "p.txt", ProbeOptions(signals=("depth",)))["signals"][0]
+    assert abs(got["lstm"]["top"][0]["r"]) >= 0.9, got["lstm"]["top"][0]
+    assert got["gru"]["probe"]["r2"] >= 0.9, got["gru"]["probe"]
