@@ -484,7 +484,7 @@ def probe(
     signal_regex: list[str] = typer.Option([], "--signal-regex", help="NAME=PATTERN: 1 on characters inside a match, 0 elsewhere (repeatable)."),
     signal_file: list[str] = typer.Option([], "--signal-file", help="NAME=FILE: one number per character of the text, one per line (repeatable)."),
     gates: bool = typer.Option(False, "--gates", help="Per layer, how often each gate is saturated (< 0.1 or > 0.9)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="With --gates: save the saturation picture (PNG/SVG/PDF; needs pip install 'charrnn[plot]')."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With --gates: save the saturation picture (PNG/SVG/PDF; needs pip install 'charrnn\\[plot]')."),
     top: int = typer.Option(10, "--top", help="Units shown per signal."),
     max_chars: int = typer.Option(20_000, "--max-chars", help="Probe the first N characters of the text."),
     fit_frac: float = typer.Option(0.8, "--fit-frac", help="The linear probe is fitted on this first fraction of the text, scored on the rest."),
