@@ -103,7 +103,12 @@ def _record_chunk(model, x: torch.Tensor, state):
         trace = record(model, x, state)
         return trace.layers, trace.state
     if callable(getattr(model, "record", None)):
-        return model.record(x, state)
+        result = model.record(x, state)
+        ok = isinstance(result, (tuple, list)) and len(result) == 2 and isinstance(result[0], (list, tuple)) and result[0]
+        if not ok or not all(isinstance(l, dict) and tuple(np.shape(l.get("h"))[:2]) == tuple(x.shape) for l in result[0]):
+            raise CharRNNError(f"the model's record(x, state) must return (layers, new_state) with layers a list of "
+                               f"{{'h': (1, T, H), ...}} per layer; for x of shape {tuple(x.shape)} it returned something else")
+        return result
     raise CharRNNError("this model does not expose its states: give it a method record(x, state) -> (layers, "
                        "new_state) (see `charrnn probe --help` and charrnn.probe.FACTORY_PROTOCOL)")
 
@@ -138,7 +143,6 @@ def gather(model, ids, device="cpu", gates: bool = False, chunk: int = CHUNK) ->
     matrix = np.concatenate([np.concatenate(parts, axis=0) for parts in columns], axis=1)  # (N, units)
     gate_arrays = [{g: np.concatenate(p, axis=0) for g, p in parts.items()} for parts in gate_parts] if gates else []
     return Activations(matrix, labels, gate_arrays)
-
 
 
 # ---------------------------------------------------------------------------------------- unit ranking

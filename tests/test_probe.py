@@ -227,6 +227,12 @@ def build():
 
 def hidden():
     return Mine(False)
+
+
+def broken():
+    m = Mine(False)
+    m.record = lambda x, state: ([{"hidden": x}], state)
+    return m
 '''
 
 
@@ -239,6 +245,8 @@ def test_cli_probe_model_factory(runs, tmp_path):
     assert json.loads(res.stdout)["units"] == 12  # h and c of one 6-unit layer
     res = _cli("probe", "--model-factory", f"{src}:hidden", "--text", text, "--signal", "depth")
     assert res.exit_code == 2 and "does not expose its states" in res.stderr
+    res = _cli("probe", "--model-factory", f"{src}:broken", "--text", text, "--signal", "depth")
+    assert res.exit_code == 2 and "must return (layers, new_state)" in res.stderr
 
 
 def test_bracket_depth_is_tracked_by_a_unit_and_held_linearly():
