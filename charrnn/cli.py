@@ -322,13 +322,16 @@ def _eval_ngram(ckpt, order, text, split_name, device, impl, data_dir, json_out)
     out.print(table)
     table = Table(title=f"where the model beats the {order}-gram (advantage = n-gram loss - model loss, nats/char)",
                   title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("character", "count", "model", f"{order}-gram", "advantage", "share"):
+    for col in ("character", "count", "model", f"{order}-gram", "advantage", "contribution"):
         table.add_column(col, justify="right")
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for b in r["breakdown"]:
         table.add_row(b["class"], f"{b['chars']:,}", fmt(b["model_loss"], ".3f"), fmt(b["ngram_loss"], ".3f"),
-                      fmt(b["advantage"], "+.3f"), fmt(b["share"], ".1%"))
+                      fmt(b["advantage"], "+.3f"), fmt(b["contribution"], "+.4f"))
     out.print(table)
+    gain = r["ngrams"][-1]["loss"] - r["model"]["loss"]
+    out.print(f"[dim]contribution: a class's advantage summed over its characters / all {r['chars']:,} characters; "
+              f"they add up to the {order}-gram's loss minus the model's, {gain:+.4f} nats/char[/]")
     out.print(f"[dim]'beyond reach': a closing bracket or quote whose opener is {order} or more characters back, "
               f"outside the {order}-gram's context[/]")
 

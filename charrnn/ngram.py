@@ -202,10 +202,10 @@ def char_classes(text: str, order: int) -> np.ndarray:
 
 
 def breakdown(model_nll: np.ndarray, ngram_nll: np.ndarray, classes: np.ndarray) -> list[dict]:
-    """Per class: characters, model and n-gram loss (nats/char), the model's advantage per character and
-    its share of the total advantage. Arrays are aligned on the scored characters."""
+    """Per class: characters, model and n-gram loss (nats/char), the model's advantage per character of
+    the class, and its contribution to the overall advantage (the class's summed advantage / all characters
+    scored: the contributions add up to n-gram loss - model loss). Arrays are aligned on the scored characters."""
     gain = ngram_nll - model_nll
-    total = gain.sum()
     rows = []
     for i, name in enumerate(CLASSES):
         m = classes == i
@@ -214,7 +214,7 @@ def breakdown(model_nll: np.ndarray, ngram_nll: np.ndarray, classes: np.ndarray)
                      "model_loss": float(model_nll[m].mean()) if k else None,
                      "ngram_loss": float(ngram_nll[m].mean()) if k else None,
                      "advantage": float(gain[m].mean()) if k else None,
-                     "share": float(gain[m].sum() / total) if k and total != 0 else None})
+                     "contribution": float(gain[m].sum() / len(gain)) if k else None})
     return rows
 
 

@@ -92,8 +92,12 @@ def test_cli_eval_ngram(tmp_path):
     assert abs(r["model"]["loss"] - plain["loss"]) < 1e-5 and r["chars"] == plain["chars"]
     assert r["ngrams"][2]["loss"] < r["ngrams"][0]["loss"]  # pseudo-English: context helps a counter too
     assert sum(b["chars"] for b in r["breakdown"]) == r["chars"]
-    shares = [b["share"] for b in r["breakdown"] if b["share"] is not None]
-    assert abs(sum(shares) - 1) < 1e-9
+    parts = sum(b["contribution"] or 0.0 for b in r["breakdown"])
+    assert abs(parts - (r["ngrams"][2]["loss"] - r["model"]["loss"])) < 1e-9
+    for b in r["breakdown"]:
+        if b["chars"]:
+            assert abs(b["advantage"] - (b["ngram_loss"] - b["model_loss"])) < 1e-9
+            assert abs(b["contribution"] - b["advantage"] * b["chars"] / r["chars"]) < 1e-9
     res = CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--ngram", "3"])
     assert res.exit_code == 0 and "3-gram" in res.stdout and "starts a word" in res.stdout
     res = CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--ngram", "11"])
