@@ -383,6 +383,7 @@ def eval_(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch, scratch or auto layers \\[default: the one it was trained with]."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
+    ngram: int = typer.Option(0, "--ngram", help="Also score Kneser-Ney 1..N-gram models fitted on the run's training split, and split the model's advantage by where it comes from; 0 = off."),
     json_out: bool = typer.Option(False, "--json", help="Print {loss, bpc, perplexity, chars, ...} as JSON."),
     by_position: bool = typer.Option(False, "--by-position", help="Also show the loss against characters since the state was reset, with the run's trained horizon marked."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="With --by-position: save the curve as a PNG here (needs pip install 'charrnn[plot]') \\[default: by_position.png in the run directory when matplotlib is installed]."),
@@ -394,6 +395,8 @@ def eval_(
         raise CharRNNError("give either --text or --split, not both")
     if plot is not None and not by_position:
         raise CharRNNError("--plot needs --by-position")
+    if ngram:
+        return _eval_ngram(ckpt, ngram, text, split_name or ("val" if text is None else None), device, impl, data_dir, json_out)
     result = evaluate_text(ckpt, text=text, split=split_name or ("val" if text is None else None), device=device,
                            impl=impl, data_dir=data_dir, by_position=by_position)
     if json_out:
@@ -441,6 +444,41 @@ def _show_by_position(result: dict, plot: Path | None, quiet: bool) -> None:
         console.print(f"picture: {written}")
     elif plot is None:
         console.print("[dim]for a picture of this curve: pip install 'charrnn[plot]'[/]")
+
+
+def _eval_ngram(ckpt, order, text, split_name, device, impl, data_dir, json_out) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from charrnn.ngram import compare
+
+    with console.status(f"fitting 1..{order}-grams and scoring", spinner="dots"):
+        r = compare(ckpt, order, text=text, split=split_name, device=device, impl=impl, data_dir=data_dir)
+    if json_out:
+        print(json.dumps(r))
+        return
+    out.print(f"{r['source']}: {r['chars']:,} characters scored; n-grams: interpolated Kneser-Ney fitted on the "
+              f"{r['train_chars']:,}-character training split")
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("model", "nats/char", "bits/char", "perplexity"):
+        table.add_column(col, justify="right")
+    for name, row in [("this model", r["model"])] + [(f"{g['order']}-gram", g) for g in r["ngrams"]]:
+        table.add_row(name, f"{row['loss']:.4f}", f"{row['bpc']:.4f}", f"{row['perplexity']:.3f}")
+    out.print(table)
+    table = Table(title=f"where the model beats the {order}-gram (advantage = n-gram loss - model loss, nats/char)",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("character", "count", "model", f"{order}-gram", "advantage", "contribution"):
+        table.add_column(col, justify="right")
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    for b in r["breakdown"]:
+        table.add_row(b["class"], f"{b['chars']:,}", fmt(b["model_loss"], ".3f"), fmt(b["ngram_loss"], ".3f"),
+                      fmt(b["advantage"], "+.3f"), fmt(b["contribution"], "+.4f"))
+    out.print(table)
+    gain = r["ngrams"][-1]["loss"] - r["model"]["loss"]
+    out.print(f"[dim]contribution: a class's advantage summed over its characters / all {r['chars']:,} characters; "
+              f"they add up to the {order}-gram's loss minus the model's, {gain:+.4f} nats/char[/]")
+    out.print(f"[dim]'beyond reach': a closing bracket or quote whose opener is {order} or more characters back, "
+              f"outside the {order}-gram's context[/]")
 
 
 # ---------------------------------------------------------------------------------------------- info
@@ -679,6 +717,86 @@ def _diagnose_log(log, batch_size, seq_len, vocab_size, text, train_size, val_si
             console.print(f"        [italic]→ {escape(c.advice)}[/]")
     if report.failed:
         raise CharRNNError(f"diagnose: {len(report.failed)} check(s) failed: {', '.join(c.id for c in report.failed)}", exit_code=1)
+
+
+# --------------------------------------------------------------------------------------------- probe
+
+_PROBE_HELP = """What did the model learn? Rank its units by how closely they follow a property of the text.
+
+The model reads --text as one stream from a zero state. For each signal: the units ranked by |Pearson r|
+(layer, h or c, index), and a linear probe (ridge regression from every unit, fitted on the first part
+of the text, R^2 on the rest). Built-in signals: depth (nesting of ()[]{}), quote (inside double
+quotes), line-pos, word-pos. --gates: how often each LSTM/GRU gate is saturated. A --model-factory model
+takes part when it has record(x, state) -> (layers, new_state), layers = [{"h": (1,T,H), "c"?, "gates"?}]."""
+
+
+@app.command(help=_PROBE_HELP)
+def probe(
+    ckpt: Optional[str] = typer.Argument(None, metavar="CKPT", help="A run directory or .pt file."),
+    text: Path = typer.Option(..., "--text", help="The UTF-8 text to probe on (preprocessed as in training)."),
+    signal: list[str] = typer.Option([], "--signal", help="Built-in signal: depth, quote, line-pos or word-pos (repeatable)."),
+    signal_regex: list[str] = typer.Option([], "--signal-regex", help="NAME=PATTERN: 1 on characters inside a match, 0 elsewhere (repeatable)."),
+    signal_file: list[str] = typer.Option([], "--signal-file", help="NAME=FILE: one number per character of the text, one per line (repeatable)."),
+    gates: bool = typer.Option(False, "--gates", help="Per layer, how often each gate is saturated (< 0.1 or > 0.9)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With --gates: save the saturation picture (PNG/SVG/PDF; needs pip install 'charrnn\\[plot]')."),
+    top: int = typer.Option(10, "--top", help="Units shown per signal."),
+    max_chars: int = typer.Option(20_000, "--max-chars", help="Probe the first N characters of the text."),
+    fit_frac: float = typer.Option(0.8, "--fit-frac", help="The linear probe is fitted on this first fraction of the text, scored on the rest."),
+    model_factory: Optional[str] = typer.Option(None, "--model-factory", help="module:function or file.py:function returning your own model (see above)."),
+    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda | mps"),
+    impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch, scratch or auto layers \\[default: the one it was trained with]."),
+    json_out: bool = typer.Option(False, "--json", help="Print the ranked units, probes and gate fractions as JSON."),
+):
+    from charrnn.probe import ProbeOptions, probe as run_probe, save_gate_picture
+
+    if (ckpt is None) == (model_factory is None):
+        raise CharRNNError("give a checkpoint or --model-factory module:function (one of them)")
+    if plot is not None and not gates:
+        raise CharRNNError("--plot draws the gate saturation: add --gates")
+    opts = ProbeOptions(signals=tuple(signal), regexes=tuple(signal_regex), files=tuple(signal_file), gates=gates, top=top,
+                        max_chars=max_chars, fit_frac=fit_frac, device=device, impl=impl)
+    with console.status("recording activations", spinner="dots"):
+        report = run_probe(ckpt, text, opts, factory=model_factory)
+    if plot is not None:
+        save_gate_picture(report["gates"], plot)
+    if json_out:
+        print(json.dumps(report))
+    else:
+        _print_probe(report)
+    if plot is not None:
+        console.print(f"gate picture written to {plot}")
+
+
+def _print_probe(report: dict) -> None:
+    from rich import box
+    from rich.table import Table
+
+    out.print(f"{report.get('checkpoint') or report.get('factory')}: {report['model']}; {report['units']} units over "
+              f"the first {report['chars']:,} of {report['text_chars']:,} characters of {report['text']}")
+    for sig in report["signals"]:
+        if sig["constant"]:
+            out.print(f"\n[bold]{sig['name']}[/]: constant on this text ({sig['mean']:g}): no unit can follow it")
+            continue
+        table = Table(title=f"{sig['name']} (mean {sig['mean']:.3g}, std {sig['std']:.3g})", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("rank", "layer", "h/c", "unit", "r"):
+            table.add_column(col, justify="right")
+        for i, u in enumerate(sig["top"], 1):
+            table.add_row(str(i), str(u["layer"]), u["part"], str(u["index"]), f"{u['r']:+.4f}")
+        out.print(table)
+        if sig["constant_units"]:
+            out.print(f"  {sig['constant_units']} unit(s) constant on this text (no correlation)")
+        p = sig["probe"]
+        r2 = "undefined (the signal is constant on the held-out part)" if p["r2"] is None else f"{p['r2']:.4f}"
+        out.print(f"  linear probe from all units: held-out R^2 {r2} (ridge, penalty {p['penalty']:g} x rows, "
+                  f"fitted on the first {p['fit_chars']:,} characters, scored on the last {p['test_chars']:,})")
+    if "gates" in report:
+        table = Table(title="gate saturation: share of (character, unit) pairs", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("layer", "gate", "< 0.1", "> 0.9", "units mostly < 0.1", "units mostly > 0.9"):
+            table.add_column(col, justify="right")
+        for g in report["gates"]:
+            table.add_row(str(g["layer"]), g["gate"], f"{g['left']:.3f}", f"{g['right']:.3f}",
+                          f"{g['units_mostly_left']}/{g['units']}", f"{g['units_mostly_right']}/{g['units']}")
+        out.print(table)
 
 
 def main(argv: list[str] | None = None) -> None:

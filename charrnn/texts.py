@@ -21,22 +21,28 @@ from charrnn.evaluate import eval_layout, evaluate_ids
 from charrnn.horizon import by_position as profile_by_position, horizon_of, past_horizon_note
 
 
-def text_ids(ck: Checkpoint, text=None, split: str | None = "val", data_dir: str | None = None):
+def corpus_of(ck: Checkpoint, data_dir: str | None = None, why: str = "use --text FILE"):
+    """The run's corpus, re-read and re-split with the recorded fractions and preprocessing, in the
+    checkpoint's vocabulary."""
+    if ck.train_config is None:
+        raise CharRNNError(f"{ck.path} records no training corpus; {why}")
+    cfg = ck.train_config
+    corpus_name = (ck.raw.get("corpus") or {}).get("path") or cfg.corpus
+    return prepare_corpus(replace(cfg, corpus=corpus_name, data_dir=data_dir or cfg.data_dir), vocab=ck.vocab)
+
+
+def text_ids(ck: Checkpoint, text=None, split: str | None = "val", data_dir: str | None = None, corpus=None):
     """(ids, a name for them): a file preprocessed as in training, or a split of the checkpoint's own
-    corpus (re-split with the recorded fractions and preprocessing); both in the checkpoint's vocabulary."""
+    corpus (`corpus_of`, or the `corpus` given); both in the checkpoint's vocabulary."""
     if text is not None:
         return ck.vocab.encode(ck.preprocessing.read(text)), str(text)
     if split not in ("train", "val", "test"):
         raise CharRNNError(f"--split must be train, val or test (got {split!r})")
-    if ck.train_config is None:
-        raise CharRNNError(f"{ck.path} records no training corpus; use --text FILE")
-    cfg = ck.train_config
-    corpus_name = (ck.raw.get("corpus") or {}).get("path") or cfg.corpus
-    cfg = replace(cfg, corpus=corpus_name, data_dir=data_dir or cfg.data_dir)
-    corpus = prepare_corpus(cfg, vocab=ck.vocab)
+    corpus = corpus or corpus_of(ck, data_dir)
     ids = getattr(corpus, split)
     if len(ids) < 2:
-        raise CharRNNError(f"the {split} split of {corpus.name} is empty (the run used --{split}-frac {getattr(cfg, split + '_frac', 0)})")
+        frac = getattr(ck.train_config, split + "_frac", 0)
+        raise CharRNNError(f"the {split} split of {corpus.name} is empty (the run used --{split}-frac {frac})")
     return ids, f"{corpus.name} {split} split"
 
 

@@ -52,3 +52,26 @@ def error_line(r) -> str:
     assert len(lines) == 1, f"expected one line on stderr, got:\n{r.stderr}"
     assert lines[0].startswith("charrnn: error: ")
     return lines[0]
+
+
+def make_brackets(n_chars: int = 20000, seed: int = 0, max_depth: int = 8) -> str:
+    """Random letters, '(' and ')', every line closed back to depth 0 before its newline: the corpus on
+    which a model must count to predict (')' is impossible at depth 0; a line can only end there)."""
+    rng = random.Random(seed)
+    out, size = [], 0
+    while size < n_chars:
+        length, depth, line = rng.randint(20, 70), 0, []
+        while len(line) < length or depth:
+            closing_time = len(line) + depth >= length  # close what is open before the line ends
+            u = rng.random()
+            if depth and (closing_time or u < 0.25):
+                line.append(")")
+                depth -= 1
+            elif not closing_time and depth < max_depth and u < 0.5:
+                line.append("(")
+                depth += 1
+            else:
+                line.append(rng.choice("abcdefghijklmnopqrstuvwxyz"))
+        out.append("".join(line) + "\n")
+        size += len(line) + 1
+    return "".join(out)  # whole lines: the text ends at depth 0 too

@@ -15,6 +15,7 @@ import torch
 
 from charrnn.diagnose import measure as m
 from charrnn.diagnose.context import Context, Verdict, check, worst
+from charrnn.ngram import YARDSTICK_MARGIN, YARDSTICK_ORDER, KneserNey, model_char_nll
 
 RECORDED_OK = 1e-3  # relative difference between recomputed and recorded val loss: ok below ...
 RECORDED_FAIL = 0.02  # ... fail above (between: warn; another device or precision can explain it)
@@ -163,6 +164,33 @@ def check_baselines(ctx: Context) -> Verdict:
                       "train longer or with a larger learning rate; if the loss stays here, see loss.curves and grad.*")
     tail = "beyond a bigram table fitted to this text" if loss < bi else "not yet as good as a bigram table fitted to this text (which is optimistic)"
     return Verdict("ok", values, f"{base}: the model uses context, {tail}", "nothing to do")
+
+
+@check("loss.ngram_yardstick")
+def check_ngram_yardstick(ctx: Context) -> Verdict:
+    """The model's per-character loss against an interpolated Kneser-Ney 3-gram on the same characters,
+    fitted on the run's training split, or, for a model without one (--model-factory), on the first half
+    of the measured text with both scored on the second half."""
+    s, order = ctx.subject, YARDSTICK_ORDER
+    ids = np.asarray(ctx.ids.cpu()).astype(np.int64)
+    train, where = s.train_ids, "the run's training split"
+    if train is None or len(train) < 10 * order:
+        half = len(ids) // 2
+        train, ids, where = ids[:half], ids[half:], "the first half of the measured text (scored on the second half)"
+    ngram = float(KneserNey(train, s.vocab_size, order).char_nll(ids)[-1].mean())
+    with torch.no_grad():
+        loss = float(model_char_nll(ctx.model, ids, ctx.device, forward=lambda x, st: m.logits_of(ctx.model, x, st)).mean())
+    values = {"loss": loss, "ngram_loss": ngram, "order": order, "fitted_on": where,
+              "gain_frac": (ngram - loss) / ngram if ngram else None, "chars": len(ids) - 1}
+    base = f"loss {loss:.3f} nats/char against {ngram:.3f} for a Kneser-Ney {order}-gram fitted on {where}"
+    if loss < ngram * (1 - YARDSTICK_MARGIN):
+        return Verdict("ok", values, f"{base}: the model uses more context than the last {order - 1} characters", "nothing to do")
+    return Verdict("warn", values,
+                   f"{base}: the model does no better than counting {order}-character sequences, so it is not using "
+                   "its state for anything a short window cannot see",
+                   "this usually means the state is reset every window (or every call), the sequence length is too short to "
+                   "learn anything longer, or the recurrence has a bug (h_t not fed into step t+1): see state.reset_vs_carry, "
+                   "state.memory_horizon and `charrnn gradcheck`; otherwise train longer")
 
 
 def _curve_points(metrics, kind: str, key: str) -> list[tuple[int, float]]:

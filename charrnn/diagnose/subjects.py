@@ -107,7 +107,7 @@ def diagnose_checkpoint(target, text: str | Path | None = None, options: Diagnos
     from charrnn.checkpoint import load_model
     from charrnn.config import TrainConfig
     from charrnn.data import Vocab, preprocess, read_text
-    from charrnn.train import resolve_device
+    from charrnn.device import resolve_device
 
     device = resolve_device(options.device)
     model, ckpt = load_model(target, device)
@@ -252,7 +252,7 @@ def diagnose_model(model, text: str | Path, options: DiagnoseOptions = DiagnoseO
     """Diagnose a model object that follows the interface and has a `vocab`, on a text file. Checks that
     need a training record are skipped."""
     from charrnn.data import read_text
-    from charrnn.train import resolve_device
+    from charrnn.device import resolve_device
 
     device = resolve_device(options.device)
     model = as_torch_model(model)
