@@ -87,22 +87,30 @@ def evaluate_text(ckpt_path, text=None, split: str | None = "val", device: str =
                   data_dir: str | None = None) -> dict:
     """`charrnn eval`: score a file, or a split of the checkpoint's own training corpus (re-split with
     the recorded fractions and preprocessing, encoded with the checkpoint's vocabulary)."""
-    from dataclasses import replace
-
     from charrnn.checkpoint import load_model
-    from charrnn.config import TrainConfig
-    from charrnn.data import Vocab, prepare_corpus, preprocess, read_text
-    from charrnn.errors import CharRNNError
     from charrnn.train import resolve_device
 
     dev = resolve_device(device)
     model, ckpt = load_model(ckpt_path, dev, impl=impl)
+    ids, source = text_ids(ckpt, text, split, data_dir)
+    report = evaluate_ids(model, ids, dev, chunk=256)
+    return {**report.to_dict(), "source": source, "checkpoint": ckpt["path"]}
+
+
+def text_ids(ckpt: dict, text=None, split: str | None = "val", data_dir: str | None = None):
+    """The ids `charrnn eval` scores and a name for them: a file preprocessed as in training, or a split of
+    the checkpoint's own corpus; both encoded with the checkpoint's vocabulary."""
+    from dataclasses import replace
+
+    from charrnn.config import TrainConfig
+    from charrnn.data import Vocab, prepare_corpus, read_text
+    from charrnn.errors import CharRNNError
+
     vocab = Vocab(tuple(ckpt["vocab"]))
     tcfg = ckpt.get("train_config") or {}
     pre = ckpt.get("preprocessing") or {}
     if text is not None:
-        raw = read_text(text, pre.get("encoding_errors", "strict"))
-        ids = vocab.encode(preprocess(raw, pre.get("lowercase", False), pre.get("letters_only", False)))
+        ids = encode_raw(ckpt, read_text(text, pre.get("encoding_errors", "strict")))
         source = str(text)
     else:
         if split not in ("train", "val", "test"):
@@ -117,5 +125,12 @@ def evaluate_text(ckpt_path, text=None, split: str | None = "val", device: str =
         if len(ids) < 2:
             raise CharRNNError(f"the {split} split of {corpus.name} is empty (the run used --{split}-frac {getattr(cfg, split + '_frac', 0)})")
         source = f"{corpus.name} {split} split"
-    report = evaluate_ids(model, ids, dev, chunk=256)
-    return {**report.to_dict(), "source": source, "checkpoint": ckpt["path"]}
+    return ids, source
+
+
+def encode_raw(ckpt: dict, raw: str):
+    """A text as the checkpoint's model reads it: its training preprocessing, then its vocabulary."""
+    from charrnn.data import Vocab, preprocess
+
+    pre = ckpt.get("preprocessing") or {}
+    return Vocab(tuple(ckpt["vocab"])).encode(preprocess(raw, pre.get("lowercase", False), pre.get("letters_only", False)))
