@@ -156,3 +156,21 @@ def test_serve_scores_on_loopback_refuses_over_the_bound_and_stops_on_ctrl_c(run
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
     assert "stopped" in proc.stderr.read()
+
+
+@pytest.mark.parametrize("kind,layers,impl", [("rnn", 3, "scratch"), ("gru", 2, "scratch"), ("gru", 1, "torch"), ("lstm", 2, "torch")])
+def test_page_data_for_every_cell_layers_and_engine(kind, layers, impl):
+    from charrnn.config import ModelConfig
+    from charrnn.explore import page_data
+    from charrnn.models import CharRNN
+
+    vocab = Vocab(tuple(sorted(set("ab (cd)\n"))))
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(model=kind, vocab_size=len(vocab), hidden=6, layers=layers, impl=impl)).eval()
+    text = "ab (cd (a)) b\nab (c)\n" * 3
+    data = page_data(model, vocab, vocab.encode(text), "cpu")
+    per_layer = 12 if kind == "lstm" else 6  # h, and c for an LSTM
+    assert len(data["units"]["labels"]) == layers * per_layer
+    assert len(data["units"]["q"]) == math.ceil(len(text) * layers * per_layer / 3) * 4  # base64 of int8 (U, n)
+    assert set(data["signals"]) == {"depth", "line-pos", "word-pos"}  # no quote in the text: nothing to rank
+    assert all(np.isfinite(b) for b in data["bits"][1:]) and data["loss"] > 0
