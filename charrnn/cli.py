@@ -532,6 +532,8 @@ def _serve_explore(ckpt, text, split_name, max_chars, host, port, device, impl, 
 
     server = make_server(score, render_page(first, serve=True, max_chars=max_chars), host, port, max_chars)
     bound_host, bound_port = server.server_address[:2]
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can score texts with the model")
     console.print(f"serving {meta['path']} on http://{bound_host}:{bound_port}/ (texts up to {max_chars:,} characters); Ctrl-C stops", soft_wrap=True)
     try:
         server.serve_forever()

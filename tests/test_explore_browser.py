@@ -161,6 +161,19 @@ def test_ranked_units_select_on_click(page, page_file, reference):
     assert "on" in first.get_attribute("class")
 
 
+def test_eval_html_map_has_no_units_and_still_hovers(page, page_file, tmp_path):
+    run, text, _ = page_file
+    src = tmp_path / "t.txt"
+    src.write_text(text, encoding="utf-8")
+    r = CliRunner().invoke(app, ["eval", str(run), "--text", str(src), "--html", str(tmp_path / "map.html")])
+    assert r.exit_code == 0, r.output
+    page.goto((tmp_path / "map.html").as_uri())
+    assert page.locator("#text span.ch").count() == len(text)
+    assert not page.is_visible("#unit") and not page.is_visible("#signals")
+    page.hover("#text span.ch[data-i='3']")
+    assert page.locator("#tip table.top tr").count() == 5
+
+
 def test_served_page_scores_typed_text_and_refuses_over_the_bound(page, page_file):
     run, _, _ = page_file
     proc = subprocess.Popen([sys.executable, "-m", "charrnn", "explore", str(run), "--serve", "--port", "0",
