@@ -9,6 +9,7 @@ error; `charrnn.errors` lists them). CHARRNN_DEBUG=1 shows the traceback.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from dataclasses import fields
@@ -384,11 +385,18 @@ def eval_(
     impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch, scratch or auto layers \\[default: the one it was trained with]."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
     ngram: int = typer.Option(0, "--ngram", help="Also score Kneser-Ney 1..N-gram models fitted on the run's training split, and split the model's advantage by where it comes from; 0 = off."),
-    json_out: bool = typer.Option(False, "--json", help="Print {loss, bpc, perplexity, chars, ...} as JSON."),
+    json_out: bool = typer.Option(False, "--json", help="Print {loss, bpc, perplexity, chars, ...} as JSON (with --show or --html: also every character's surprisal and top-5 guesses)."),
     by_position: bool = typer.Option(False, "--by-position", help="Also show the loss against characters since the state was reset, with the run's trained horizon marked."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="With --by-position: save the curve as a PNG here (needs pip install 'charrnn[plot]') \\[default: by_position.png in the run directory when matplotlib is installed]."),
+    show: bool = typer.Option(False, "--show", help="Show the text coloured by each character's surprisal (bits) and list the most surprising characters.", rich_help_panel="Surprisal map"),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write the surprisal map as a self-contained HTML page (hover a character for the model's top-5 guesses).", rich_help_panel="Surprisal map"),
+    max_chars: int = typer.Option(2000, "--max-chars", help="With --show or --html: score the first N characters, as one stream from a zero state.", rich_help_panel="Surprisal map"),
 ):
-    """Per-character loss, bits per character and perplexity of a checkpoint on a text."""
+    """Per-character loss, bits per character and perplexity of a checkpoint on a text.
+
+    --show and --html score the same text character by character (a map of where the model is surprised);
+    they belong to eval because they split its one number into the characters it is made of: the
+    surprisals, in nats, sum to the loss x characters printed above the map."""
     from charrnn.texts import evaluate_text
 
     if text is not None and split_name is not None:
@@ -397,6 +405,8 @@ def eval_(
         raise CharRNNError("--plot needs --by-position")
     if ngram:
         return _eval_ngram(ckpt, ngram, text, split_name or ("val" if text is None else None), device, impl, data_dir, json_out)
+    if show or html is not None:
+        return _surprisal_map(ckpt, text, split_name, device, impl, data_dir, max_chars, show, html, json_out)
     result = evaluate_text(ckpt, text=text, split=split_name or ("val" if text is None else None), device=device,
                            impl=impl, data_dir=data_dir, by_position=by_position)
     if json_out:
@@ -479,6 +489,33 @@ def _eval_ngram(ckpt, order, text, split_name, device, impl, data_dir, json_out)
               f"they add up to the {order}-gram's loss minus the model's, {gain:+.4f} nats/char[/]")
     out.print(f"[dim]'beyond reach': a closing bracket or quote whose opener is {order} or more characters back, "
               f"outside the {order}-gram's context[/]")
+
+
+def _surprisal_map(ckpt, text, split_name, device, impl, data_dir, max_chars, show, html, json_out):
+    """`eval --show/--html`: one scoring (charrnn.surprisal), drawn in the terminal and/or as a page."""
+    from charrnn.display import surprisal_legend, surprisal_map, worst_table
+    from charrnn.explore import page_data, render_page, write_page
+    from charrnn.surprisal import load_for_scoring
+
+    model, dev, ids, source, ck = load_for_scoring(ckpt, text, split_name or ("val" if text is None else None),
+                                                     device, impl, data_dir, max_chars)
+    vocab = ck.vocab
+    data = page_data(model, vocab, ids, dev, source=source, checkpoint=ck.path, units=False)
+    if html is not None:
+        path = write_page(html, render_page(data))
+        console.print(f"wrote the surprisal map of {len(ids):,} characters to {path}")
+    if show:
+        screen = console if json_out else out  # stdout carries the JSON when both are asked for
+        screen.print(f"{source}: {data['summary']}")
+        screen.print(surprisal_legend())
+        screen.print(surprisal_map(data["chars"], data["bits"]))
+        screen.print(worst_table(data["worst"], data["top"]))
+    if json_out:
+        chars = [{"char": c, "bits": b, "top": t} for c, b, t in zip(data["chars"], data["bits"], data["top"])]
+        loss = data["loss"]
+        print(json.dumps({"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(min(loss, 700.0)),
+                          "chars": data["scored_chars"], "source": source, "checkpoint": ck.path,
+                          "characters": chars, "worst": data["worst"]}, ensure_ascii=False))
 
 
 # ---------------------------------------------------------------------------------------------- info
@@ -797,6 +834,78 @@ def _print_probe(report: dict) -> None:
             table.add_row(str(g["layer"]), g["gate"], f"{g['left']:.3f}", f"{g['right']:.3f}",
                           f"{g['units_mostly_left']}/{g['units']}", f"{g['units_mostly_right']}/{g['units']}")
         out.print(table)
+
+
+# ------------------------------------------------------------------------------------------- explore
+
+
+@app.command()
+def explore(
+    ckpt: str = typer.Argument(..., metavar="CKPT", help="A run directory or a .pt file."),
+    text: Optional[Path] = typer.Option(None, "--text", help="Explore this UTF-8 file (preprocessed as in training) \\[default: the run's val split]."),
+    split_name: Optional[str] = typer.Option(None, "--split", help="train | val | test of the training corpus, instead of --text."),
+    out_file: Path = typer.Option(Path("explore.html"), "--out", help="Where to write the page."),
+    max_chars: int = typer.Option(3000, "--max-chars", help="Characters explored at most: the first N of the text; with --serve, the longest text a user may submit."),
+    serve: bool = typer.Option(False, "--serve", help="Serve the page instead of writing it, with a box to type or paste a text and score it; Ctrl-C stops."),
+    host: str = typer.Option("127.0.0.1", "--host", help="With --serve: the address to listen on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="With --serve: the port; 0 picks a free one."),
+    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda | mps"),
+    impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch, scratch or auto layers \\[default: the one it was trained with]."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
+):
+    """A page to explore a model on a text: surprisal colours, top-5 guesses on hover, one unit's activation,
+    and the units that follow brackets, quotes, line and word position. One self-contained HTML file."""
+    from charrnn.explore import page_data, render_page, write_page
+    from charrnn.surprisal import load_for_scoring
+
+    if text is not None and split_name is not None:
+        raise CharRNNError("give either --text or --split, not both")
+    if serve:
+        return _serve_explore(ckpt, text, split_name, max_chars, host, port, device, impl, data_dir)
+    model, dev, ids, source, ck = load_for_scoring(ckpt, text, split_name or ("val" if text is None else None),
+                                                     device, impl, data_dir, max_chars)
+    with console.status(f"scoring {len(ids):,} characters and recording the units", spinner="dots"):
+        data = page_data(model, ck.vocab, ids, dev, source=source, checkpoint=ck.path)
+    path = write_page(out_file, render_page(data))
+    console.print(f"{source}: {data['summary']}")
+    out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
+
+
+def _serve_explore(ckpt, text, split_name, max_chars, host, port, device, impl, data_dir):
+    from charrnn.checkpoint import load
+    from charrnn.device import resolve_device
+    from charrnn.explore import empty_data, page_data, render_page
+    from charrnn.explore_server import make_server
+    from charrnn.surprisal import load_for_scoring
+
+    if max_chars < 2:
+        raise CharRNNError(f"--max-chars must be at least 2 (got {max_chars})")
+    if text is not None or split_name is not None:
+        model, dev, ids, source, ck = load_for_scoring(ckpt, text, split_name, device, impl, data_dir, max_chars)
+        first = page_data(model, ck.vocab, ids, dev, source=source, checkpoint=ck.path)
+    else:
+        dev = resolve_device(device)
+        ck = load(ckpt, dev, impl=impl)
+        model = ck.model
+        first = empty_data(f"{ck.path}: type or paste a text above and press Score")
+
+    def score(raw: str) -> dict:
+        ids = ck.vocab.encode(ck.preprocessing.text(raw))
+        if len(ids) < 2:
+            raise CharRNNError("type at least 2 characters (after the model's preprocessing)")
+        return page_data(model, ck.vocab, ids, dev, source="your text", checkpoint=ck.path)
+
+    server = make_server(score, render_page(first, serve=True, max_chars=max_chars), host, port, max_chars)
+    bound_host, bound_port = server.server_address[:2]
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can score texts with the model")
+    console.print(f"serving {ck.path} on http://{bound_host}:{bound_port}/ (texts up to {max_chars:,} characters); Ctrl-C stops", soft_wrap=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
+    finally:
+        server.server_close()
 
 
 def main(argv: list[str] | None = None) -> None:

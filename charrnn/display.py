@@ -118,3 +118,50 @@ class TrainDisplay:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+# ------------------------------------------------------------------- surprisal map (`eval --show`)
+
+
+def surprisal_map(chars: list[str], bits: list):
+    """The text as rich Text, each character on the background of its surprisal in bits (None for the
+    first, which nothing predicts), in the page's colours; newlines shown as a dim ↵ before the break."""
+    from rich.text import Text
+
+    from charrnn.surprisal import surprisal_rgb
+
+    out = Text()
+    for c, b in zip(chars, bits):
+        style = "" if b is None else "black on rgb({},{},{})".format(*surprisal_rgb(b))
+        if c == "\n":
+            out.append("\u21b5", style=(style + " dim").strip())
+            out.append("\n")
+        else:
+            out.append(c, style=style)
+    return out
+
+
+def surprisal_legend():
+    from rich.text import Text
+
+    from charrnn.surprisal import MAX_BITS, surprisal_rgb
+
+    legend = Text("surprisal: ")
+    for b in range(0, int(MAX_BITS) + 1, 2):
+        legend.append(f" {b}{'+' if b == MAX_BITS else ''} ", style="black on rgb({},{},{})".format(*surprisal_rgb(b)))
+    legend.append(" bits")
+    return legend
+
+
+def worst_table(rows: list[dict], top: list[list]):
+    """The most surprising characters (rows from explore.worst_rows) with what the model expected."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="most surprising characters", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, justify in (("bits", "right"), ("at", "right"), ("context", "left"), ("model expected", "left")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    for r in rows:
+        guesses = ", ".join(f"{c!r} {p:.0%}" for c, p in top[r["i"]][:3])
+        table.add_row(f"{r['bits']:.2f}", str(r["i"]), escape(f"…{r['before']}[{r['char']}]{r['after']}…"), escape(guesses))
+    return table

@@ -10,8 +10,6 @@ cause when the row and batch checks fail with it.
 
 from __future__ import annotations
 
-import math
-from typing import Any
 
 import torch
 
