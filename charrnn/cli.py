@@ -176,6 +176,8 @@ def train(
     sample_length: Optional[int] = typer.Option(None, "--sample-length", help="Characters per sample  \\[default: 100]", rich_help_panel="Reporting"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors.", rich_help_panel="Reporting"),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end.", rich_help_panel="Reporting"),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Log scalars and samples for TensorBoard to RUN/tensorboard (needs 'charrnn[tensorboard]').", rich_help_panel="Reporting"),
+    tensorboard_dir: Optional[Path] = typer.Option(None, "--tensorboard-dir", help="Write the TensorBoard logs here instead (implies --tensorboard).", rich_help_panel="Reporting"),
 ):
     from charrnn.config import load_preset, load_yaml, preset_names
     from charrnn.display import TrainDisplay
@@ -195,7 +197,18 @@ def train(
         options.update(load_yaml(config))
     options.update(flags)
     display = TrainDisplay(console, quiet=quiet)
-    summary = run_training(options, resume=resume, on_event=display)
+    board = None
+    if tensorboard or tensorboard_dir is not None:
+        from charrnn.tensorboard import TensorBoardLogger
+
+        board = TensorBoardLogger(tensorboard_dir)  # fails here, before training, if the extra is missing
+    from charrnn.tensorboard import fan_out
+
+    try:
+        summary = run_training(options, resume=resume, on_event=fan_out(display, board))
+    finally:
+        if board is not None:
+            board.close()
     if is_main_process():  # under torchrun, rank 0 speaks for every process
         if json_out:
             print(json.dumps(summary))
@@ -321,6 +334,30 @@ def info(
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         t.add_row(f"[bold]{key}[/]", str(value))
     out.print(t)
+
+
+# ---------------------------------------------------------------------------------------------- plot
+
+
+@app.command()
+def plot(
+    runs: list[str] = typer.Argument(..., metavar="RUN...", help="Run directories (or their metrics.jsonl), overlaid in one picture."),
+    x: str = typer.Option("step", "--x", help="x axis: step | chars | time | epoch"),
+    metric: str = typer.Option("loss", "--metric", help="y axis: loss (nats/char) | bpc | perplexity"),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="A .png or .svg file  \\[default: RUN/curves-METRIC.png; several runs: beside the first]"),
+    title: Optional[str] = typer.Option(None, "--title", help="Title of the picture  \\[default: the run's name]"),
+    terminal: bool = typer.Option(False, "--terminal", help="Draw in the terminal instead of writing a file (plotext)."),
+):
+    """Train and val curves of one or several runs in one picture (e.g. random vs sequential batches)."""
+    from charrnn.plot import read_runs, save_figure, terminal_plot
+
+    curves = read_runs(runs, x, metric)
+    if terminal:
+        text = terminal_plot(curves, x, metric, width=min(out.width, 120), height=25, color=out.is_terminal)
+        sys.stdout.write(text + "\n")
+        return
+    path = save_figure(curves, out_path, x, metric, title)
+    console.print(f"wrote {path}")
 
 
 # ----------------------------------------------------------------------------------------- gradcheck
