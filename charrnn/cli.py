@@ -170,6 +170,7 @@ def train(
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast.", rich_help_panel="Machine"),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model.", rich_help_panel="Machine"),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate and checkpoint every N steps  \\[default: 200]", rich_help_panel="Reporting"),
+    eval_chars: Optional[int] = typer.Option(None, "--eval-chars", help="Validation characters scored per evaluation during training (a fixed, evenly spread part of a longer split; all of it at the end); 0 = all every time  \\[default: 65536]", rich_help_panel="Reporting"),
     log_every: Optional[int] = typer.Option(None, "--log-every", help="Log every N steps  \\[default: 20]", rich_help_panel="Reporting"),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Print a sample every N evaluations; 0 = never  \\[default: 2]", rich_help_panel="Reporting"),
     sample_prefix: Optional[str] = typer.Option(None, "--sample-prefix", help="Prefix of those samples \\[default: the text's first 16 characters].", rich_help_panel="Reporting"),
@@ -223,7 +224,7 @@ _TRAIN_FLAG_KEYS = {
     "corpus", "out_dir", "model", "impl", "hidden", "layers", "embed", "dropout", "init_std", "data_dir", "mirror", "lowercase",
     "letters_only", "max_chars", "encoding_errors", "val_frac", "test_frac", "batch_size", "seq_len", "sampling",
     "state", "optimizer", "lr", "weight_decay", "schedule", "warmup", "min_lr_frac", "clip", "epochs", "max_steps",
-    "minutes", "device", "seed", "threads", "amp", "compile_", "eval_every", "log_every", "sample_every",
+    "minutes", "device", "seed", "threads", "amp", "compile_", "eval_every", "eval_chars", "log_every", "sample_every",
     "sample_prefix", "sample_length",
 }
 

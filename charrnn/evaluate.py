@@ -50,20 +50,38 @@ class LossReport:
         return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}
 
 
+def window_layout(n_targets: int, max_chars: int) -> tuple[np.ndarray, int]:
+    """A fixed, representative part of a split too long to score whole during training: rows windows of
+    cols targets each (rows * cols <= max_chars), evenly spaced from the split's start to its end, so
+    every region of the text is represented and the same characters are scored at every evaluation.
+    -> starts (rows, 1), cols."""
+    rows = max(1, min(MAX_STREAMS, max_chars // MIN_STREAM))
+    cols = max(1, min(max_chars // rows, n_targets))
+    starts = np.linspace(0, n_targets - cols, rows).round().astype(np.int64)[:, None]
+    return starts, cols
+
+
 @torch.no_grad()
-def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256) -> LossReport:
+def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256, max_chars: int = 0) -> LossReport:
     """Score ids[1:] given ids[:-1] with carried state; returns total NLL and the number scored.
 
     Each stream starts from zero state, and its first characters are scored with little context, so
-    by default streams are at least MIN_STREAM characters long (and at most MAX_STREAMS run at once)."""
+    by default streams are at least MIN_STREAM characters long (and at most MAX_STREAMS run at once).
+    With max_chars > 0 and more targets than that, only the windows of `window_layout` are scored (each
+    from zero state): a bounded, fixed estimate for evaluations during training. A split that fits in
+    max_chars is scored whole, exactly as without the bound."""
     arr = np.asarray(ids)  # may be a read-only memmap: gathered chunk by chunk, never converted whole
     n = len(arr) - 1
     if n < 1:
         return LossReport(0.0, 0)
-    if streams is None:
-        streams = max(1, min(MAX_STREAMS, n // MIN_STREAM))
-    rows, cols = stream_layout(n, streams)
-    starts = np.arange(rows)[:, None] * cols  # (rows, 1): row r is the stretch [r*cols, (r+1)*cols)
+    if max_chars and n > max_chars:
+        starts, cols = window_layout(n, max_chars)
+        rows = len(starts)
+    else:
+        if streams is None:
+            streams = max(1, min(MAX_STREAMS, n // MIN_STREAM))
+        rows, cols = stream_layout(n, streams)
+        starts = np.arange(rows)[:, None] * cols  # (rows, 1): row r is the stretch [r*cols, (r+1)*cols)
     was_training = model.training
     model.eval()
     state = model.begin_state(rows, device)
@@ -80,7 +98,7 @@ def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 25
         total += (nll * mb.flatten()).sum(dtype=torch.float64)
         state = detach_state(state)
     model.train(was_training)
-    return LossReport(float(total), n)
+    return LossReport(float(total), min(n, rows * cols) if max_chars and n > max_chars else n)
 
 
 def evaluate_text(ckpt_path, text=None, split: str | None = "val", device: str = "auto", impl: str | None = None,

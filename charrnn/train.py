@@ -49,7 +49,7 @@ from charrnn.sample import sample_text
 # Keys that may change when a run is resumed; everything else (architecture, data, batching, optimizer)
 # is taken from the checkpoint, because changing it would not continue the same run.
 RESUMABLE_KEYS = {
-    "impl", "epochs", "max_steps", "minutes", "device", "threads", "amp", "compile", "eval_every",
+    "impl", "epochs", "max_steps", "minutes", "device", "threads", "amp", "compile", "eval_every", "eval_chars",
     "log_every", "sample_every", "sample_prefix", "sample_length", "data_dir", "mirror", "out",
 }
 DEFAULT_EPOCHS = 10  # when no budget is given at all
@@ -221,6 +221,8 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
     t_start = time.perf_counter()
     t_log = t_start
     evals_done = 0
+    # the last evaluation's step and whether it scored the whole split (a restored run evaluated at its step)
+    last_eval = {"step": step, "full": True} if ckpt is not None and step and step % cfg.eval_every == 0 else {"step": -1, "full": False}
     last_val: LossReport | None = None
     last_epoch: LossReport | None = None
 
@@ -288,24 +290,35 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
         acc = {"nll": 0.0, "chars": 0, "gn": 0.0, "clipped": 0, "steps": 0}
         t_log = time.perf_counter()
 
-    def evaluate_and_save() -> None:
+    def evaluate_and_save(final: bool = False) -> None:
         nonlocal best_val, last_val, evals_done, t_log
         t0 = time.perf_counter()
+        # every rank keeps this record: it decides whether the run ends with one more (whole) evaluation
+        last_eval.update(step=step, full=final or not cfg.eval_chars or len(corpus.val) - 1 <= cfg.eval_chars)
         everyone = ddp.gather_rows(carried) if ddp else carried
         if not main:  # rank 0 evaluates and saves while the others wait
             ddp.barrier()
             t_log += time.perf_counter() - t0
             return
         data = {"step": step, "epoch": epochs_done(), "chars": step * tokens_per_step, "time": elapsed()}
+        bounded = None
         if len(corpus.val) > 1:
-            last_val = evaluate_ids(model, corpus.val, device, chunk=max(cfg.seq_len, 128))
-            data.update(val_loss=last_val.loss, bpc=last_val.bpc, perplexity=last_val.perplexity, val_chars=last_val.chars)
+            # best.pt is chosen on the same fixed part of the split every time; the last evaluation of a run
+            # also scores the whole split, and that is the val loss the run reports
+            bounded = evaluate_ids(model, corpus.val, device, chunk=max(cfg.seq_len, 128), max_chars=cfg.eval_chars)
+            whole = bounded.chars == len(corpus.val) - 1
+            last_val = bounded if whole or not final else evaluate_ids(model, corpus.val, device, chunk=max(cfg.seq_len, 128))
+            data.update(val_loss=last_val.loss, bpc=last_val.bpc, perplexity=last_val.perplexity, val_chars=last_val.chars,
+                        val_scope="full" if last_val.chars == len(corpus.val) - 1 else "part")
+            if last_val is not bounded:
+                data["val_loss_part"] = bounded.loss  # the number comparable with the earlier evaluations
+            data["eval_seconds"] = time.perf_counter() - t0  # what scoring cost this run's wall clock
         train_rep = last_epoch or LossReport(ep_acc["nll"], ep_acc["chars"])
         if train_rep.chars:
             data.update(train_loss=train_rep.loss, train_perplexity=train_rep.perplexity)
         record("eval", data)
-        if last_val is not None and last_val.loss < best_val:
-            best_val = last_val.loss
+        if bounded is not None and bounded.loss < best_val:
+            best_val = bounded.loss
             checkpoint("best.pt", everyone)
         checkpoint("last.pt", everyone)
         evals_done += 1
@@ -373,7 +386,7 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
                 if step % cfg.log_every == 0:
                     log_line()
                 if step % cfg.eval_every == 0:
-                    evaluate_and_save()
+                    evaluate_and_save(final=bool(step_budget and step >= step_budget))
             if k >= plan["num_batches"]:  # the epoch is complete
                 last_epoch = LossReport(ep_acc["nll"], ep_acc["chars"])
                 record("epoch", {"step": step, "epoch": epoch + 1, "train_loss": last_epoch.loss,
@@ -382,8 +395,8 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
                 ep_acc = {"nll": 0.0, "chars": 0}
         if acc["steps"]:
             log_line()
-        if step % cfg.eval_every != 0 or step == 0:
-            evaluate_and_save()
+        if last_eval["step"] != step or not last_eval["full"]:
+            evaluate_and_save(final=True)
     except _Stop:
         interrupted = True
         everyone = ddp.gather_rows(carried) if ddp else carried
