@@ -133,6 +133,7 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same keys as the flags.", rich_help_panel="Run"),
     preset: Optional[str] = typer.Option(None, "--preset", help="A recipe shipped with charrnn (see --list-presets).", rich_help_panel="Run"),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the presets and exit.", rich_help_panel="Run"),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Fine-tune: a new run starting from this checkpoint's weights (its architecture; new characters get new rows; fresh optimizer).", rich_help_panel="Run"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run in this directory (or .pt) where it stopped.", rich_help_panel="Run"),
     out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory \\[default: runs/<corpus>-<model>].", rich_help_panel="Run"),
     model: Optional[str] = typer.Option(None, "--model", help="rnn | gru | lstm  \\[default: lstm]", rich_help_panel="Model"),
@@ -221,7 +222,7 @@ def train(
 
 _FLAG_RENAMES = {"out_dir": "out", "compile_": "compile"}
 _TRAIN_FLAG_KEYS = {
-    "corpus", "out_dir", "model", "impl", "hidden", "layers", "embed", "dropout", "init_std", "data_dir", "mirror", "lowercase",
+    "corpus", "init_from", "out_dir", "model", "impl", "hidden", "layers", "embed", "dropout", "init_std", "data_dir", "mirror", "lowercase",
     "letters_only", "max_chars", "encoding_errors", "val_frac", "test_frac", "batch_size", "seq_len", "sampling",
     "state", "optimizer", "lr", "weight_decay", "schedule", "warmup", "min_lr_frac", "clip", "epochs", "max_steps",
     "minutes", "device", "seed", "threads", "amp", "compile_", "eval_every", "eval_chars", "log_every", "sample_every",

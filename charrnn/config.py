@@ -106,6 +106,8 @@ class TrainConfig:
     sample_length: int = 100
     # output
     out: str | None = None  # run directory; None = runs/<corpus>-<model>
+    # fine-tuning: a new run that starts from this checkpoint's weights (charrnn.finetune)
+    init_from: str | None = None
 
     def __post_init__(self):
         _check(self.encoding_errors in ("strict", "replace"), "--encoding-errors must be strict or replace")

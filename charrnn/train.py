@@ -40,7 +40,7 @@ from charrnn import __version__
 from charrnn.checkpoint import load_checkpoint, model_config, save_checkpoint
 from charrnn.config import MODEL_KEYS, ModelConfig, TrainConfig, coerce, split_options, to_dict
 from charrnn.data import Batches, Vocab, prepare_corpus
-from charrnn import distributed
+from charrnn import distributed, finetune
 from charrnn.errors import CharRNNError
 from charrnn.evaluate import LossReport, evaluate_ids
 from charrnn.models import CharRNN, count_parameters, detach_state, resolve_impl
@@ -117,6 +117,8 @@ def build_configs(options: dict[str, Any], resume: str | None = None) -> tuple[M
     and only RESUMABLE_KEYS may be given."""
     options = coerce({k: v for k, v in options.items() if v is not None})
     if resume is None:
+        if options.get("init_from"):  # fine-tuning: the architecture and preprocessing of that checkpoint
+            options = finetune.options_for(options, load_checkpoint(options["init_from"]))
         model_kw, train_kw = split_options(options)
         return ModelConfig(**model_kw), TrainConfig(**train_kw), None
     ckpt = load_checkpoint(resume, prefer="last")
@@ -163,6 +165,11 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
 
     corpus = prepare_corpus(cfg, vocab=Vocab(tuple(ckpt["vocab"])) if ckpt else None,
                             notice=lambda m: emit(Event("notice", {"message": m})))
+    init = load_checkpoint(cfg.init_from) if cfg.init_from and ckpt is None else None
+    if init is not None:  # the old characters keep their ids; new ones are appended
+        corpus, added = finetune.grow_vocab(Vocab(tuple(init["vocab"])), corpus)
+        emit(Event("notice", {"message": f"fine-tuning from {init['path']}: " + (
+            f"{len(added)} new character(s) get new rows: {''.join(added)!r}" if added else "no new characters")}))
     mcfg = replace(mcfg, vocab_size=len(corpus.vocab), impl=resolve_impl(mcfg.model, mcfg.impl, device))
     batches = Batches(corpus.train, cfg.batch_size, cfg.seq_len, cfg.sampling, cfg.seed, pin_memory=device.type == "cuda")
     policy = cfg.state_policy()
@@ -170,6 +177,8 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ckpt: dict | None, emit: Callabl
         emit(Event("warning", {"message": f"--sampling {cfg.sampling} with --state {policy}: {why}"}))
 
     model = CharRNN(mcfg).to(device)
+    if init is not None:
+        finetune.load_grown(model, init, corpus.train, torch.Generator().manual_seed(cfg.seed))
     optimizer = make_optimizer(cfg, model)
     run_dir = Path(cfg.out) if cfg.out else _default_run_dir(corpus.name, mcfg.model)
     if ckpt is None and ((run_dir / "last.pt").exists() or (run_dir / "best.pt").exists()):
