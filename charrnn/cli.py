@@ -129,7 +129,7 @@ with --resume RUN_DIR."""
 
 @app.command(help=_TRAIN_HELP)
 def train(
-    corpus: Optional[str] = typer.Option(None, "--corpus", help="Catalog name (timemachine, tinyshakespeare, pystdlib) or a UTF-8 file.", rich_help_panel="Data"),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Catalog name (timemachine, tinyshakespeare, pystdlib), a UTF-8 file, or many: a directory or a quoted glob ('texts/**/*.txt'), joined in path order.", rich_help_panel="Data"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same keys as the flags.", rich_help_panel="Run"),
     preset: Optional[str] = typer.Option(None, "--preset", help="A recipe shipped with charrnn (see --list-presets).", rich_help_panel="Run"),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the presets and exit.", rich_help_panel="Run"),
