@@ -141,10 +141,11 @@ with --resume RUN_DIR."""
 
 @app.command(help=_TRAIN_HELP)
 def train(
-    corpus: Optional[str] = typer.Option(None, "--corpus", help="Catalog name (timemachine, tinyshakespeare, pystdlib) or a UTF-8 file.", rich_help_panel="Data"),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Catalog name (timemachine, tinyshakespeare, pystdlib), a UTF-8 file, or many: a directory or a quoted glob ('texts/**/*.txt'), joined in path order.", rich_help_panel="Data"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same keys as the flags.", rich_help_panel="Run"),
     preset: Optional[str] = typer.Option(None, "--preset", help="A recipe shipped with charrnn (see --list-presets).", rich_help_panel="Run"),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the presets and exit.", rich_help_panel="Run"),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Fine-tune: a new run starting from this checkpoint's weights (its architecture; new characters get new rows; fresh optimizer).", rich_help_panel="Run"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run in this directory (or .pt) where it stopped.", rich_help_panel="Run"),
     out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory \\[default: runs/<corpus>-<model>].", rich_help_panel="Run"),
     model: Optional[str] = typer.Option(None, "--model", help="rnn | gru | lstm" + _d("model"), rich_help_panel="Model"),
@@ -182,12 +183,15 @@ def train(
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast." + _d("amp"), rich_help_panel="Machine"),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model." + _d("compile"), rich_help_panel="Machine"),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate and checkpoint every N steps" + _d("eval_every"), rich_help_panel="Reporting"),
+    eval_chars: Optional[int] = typer.Option(None, "--eval-chars", help="Validation characters scored per evaluation during training (a fixed, evenly spread part of a longer split; all of it at the end); 0 = all every time" + _d("eval_chars"), rich_help_panel="Reporting"),
     log_every: Optional[int] = typer.Option(None, "--log-every", help="Log every N steps" + _d("log_every"), rich_help_panel="Reporting"),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Print a sample every N evaluations; 0 = never" + _d("sample_every"), rich_help_panel="Reporting"),
     sample_prefix: Optional[str] = typer.Option(None, "--sample-prefix", help="Prefix of those samples \\[default: the text's first 16 characters].", rich_help_panel="Reporting"),
     sample_length: Optional[int] = typer.Option(None, "--sample-length", help="Characters per sample" + _d("sample_length"), rich_help_panel="Reporting"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors.", rich_help_panel="Reporting"),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end.", rich_help_panel="Reporting"),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Log scalars and samples for TensorBoard to RUN/tensorboard (needs 'charrnn[tensorboard]').", rich_help_panel="Reporting"),
+    tensorboard_dir: Optional[Path] = typer.Option(None, "--tensorboard-dir", help="Write the TensorBoard logs here instead (implies --tensorboard).", rich_help_panel="Reporting"),
 ):
     from charrnn.config import load_preset, load_yaml, preset_names
     from charrnn.display import TrainDisplay
@@ -207,7 +211,18 @@ def train(
         options.update(load_yaml(config))
     options.update(flags)
     display = TrainDisplay(console, quiet=quiet)
-    summary = run_training(options, resume=resume, on_event=display)
+    board = None
+    if tensorboard or tensorboard_dir is not None:
+        from charrnn.tensorboard import TensorBoardLogger
+
+        board = TensorBoardLogger(tensorboard_dir)  # fails here, before training, if the extra is missing
+    from charrnn.tensorboard import fan_out
+
+    try:
+        summary = run_training(options, resume=resume, on_event=fan_out(display, board))
+    finally:
+        if board is not None:
+            board.close()
     if is_main_process():  # under torchrun, rank 0 speaks for every process
         if json_out:
             print(json.dumps(summary))
@@ -219,10 +234,10 @@ def train(
 
 _FLAG_RENAMES = {"out_dir": "out", "compile_": "compile"}
 _TRAIN_FLAG_KEYS = {
-    "corpus", "out_dir", "model", "impl", "hidden", "layers", "embed", "dropout", "init_std", "data_dir", "mirror", "lowercase",
+    "corpus", "init_from", "out_dir", "model", "impl", "hidden", "layers", "embed", "dropout", "init_std", "data_dir", "mirror", "lowercase",
     "letters_only", "max_chars", "encoding_errors", "val_frac", "test_frac", "batch_size", "seq_len", "sampling",
     "state", "optimizer", "lr", "weight_decay", "schedule", "warmup", "min_lr_frac", "clip", "epochs", "max_steps",
-    "minutes", "device", "seed", "threads", "amp", "compile_", "eval_every", "log_every", "sample_every",
+    "minutes", "device", "seed", "threads", "amp", "compile_", "eval_every", "eval_chars", "log_every", "sample_every",
     "sample_prefix", "sample_length",
 }
 
@@ -541,6 +556,30 @@ def info(
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         t.add_row(f"[bold]{key}[/]", str(value))
     out.print(t)
+
+
+# ---------------------------------------------------------------------------------------------- plot
+
+
+@app.command()
+def plot(
+    runs: list[str] = typer.Argument(..., metavar="RUN...", help="Run directories (or their metrics.jsonl), overlaid in one picture."),
+    x: str = typer.Option("step", "--x", help="x axis: step | chars | time | epoch"),
+    metric: str = typer.Option("loss", "--metric", help="y axis: loss (nats/char) | bpc | perplexity"),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="A .png or .svg file  \\[default: RUN/curves-METRIC.png; several runs: beside the first]"),
+    title: Optional[str] = typer.Option(None, "--title", help="Title of the picture  \\[default: the run's name]"),
+    terminal: bool = typer.Option(False, "--terminal", help="Draw in the terminal instead of writing a file (plotext)."),
+):
+    """Train and val curves of one or several runs in one picture (e.g. random vs sequential batches)."""
+    from charrnn.plot import read_runs, save_figure, terminal_plot
+
+    curves = read_runs(runs, x, metric)
+    if terminal:
+        text = terminal_plot(curves, x, metric, width=min(out.width, 120), height=25, color=out.is_terminal)
+        sys.stdout.write(text + "\n")
+        return
+    path = save_figure(curves, out_path, x, metric, title)
+    console.print(f"wrote {path}")
 
 
 # ----------------------------------------------------------------------------------------- gradcheck

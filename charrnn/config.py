@@ -99,12 +99,16 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     # reporting
     eval_every: int = 200
+    eval_chars: int = 65536  # validation characters scored per evaluation during training (a fixed,
+    # evenly spread part of a longer split; the whole split at the end); 0 = the whole split every time
     log_every: int = 20
     sample_every: int = 2  # a sample every this many evaluations; 0 = never
     sample_prefix: str = ""
     sample_length: int = 100
     # output
     out: str | None = None  # run directory; None = runs/<corpus>-<model>
+    # fine-tuning: a new run that starts from this checkpoint's weights (charrnn.finetune)
+    init_from: str | None = None
 
     def __post_init__(self):
         _check(self.encoding_errors in ("strict", "replace"), "--encoding-errors must be strict or replace")
@@ -123,6 +127,7 @@ class TrainConfig:
         _check(self.clip >= 0, "--clip must be 0 (off) or positive")
         _check(self.epochs >= 0 and self.max_steps >= 0 and self.minutes >= 0, "budgets must not be negative")
         _check(self.eval_every >= 1 and self.log_every >= 1, "--eval-every and --log-every must be at least 1")
+        _check(self.eval_chars >= 0, "--eval-chars must be 0 (the whole split) or positive")
         _check(self.threads >= 0, "--threads must not be negative")
 
     def state_policy(self) -> str:

@@ -92,7 +92,9 @@ def _smallest_uint(n: int) -> np.dtype:
 
 @dataclass(frozen=True)
 class Vocab:
-    """The sorted unique characters of a corpus; id i is chars[i]."""
+    """The unique characters of a corpus; id i is chars[i]. Built from a text they are sorted by code
+    point; a fine-tuned model's vocabulary is an old one with new characters appended, so encode does
+    not rely on the order."""
 
     chars: tuple[str, ...]
 
@@ -122,9 +124,10 @@ class Vocab:
         """Text -> ids (1-D array of the smallest unsigned dtype that holds len(vocab) ids)."""
         points = _code_points(text)
         table = np.array([ord(c) for c in self.chars], dtype=np.uint32)
-        ids = np.searchsorted(table, points)
-        ids_clipped = np.minimum(ids, len(table) - 1)
-        bad = table[ids_clipped] != points
+        order = np.argsort(table, kind="stable")  # identity for a sorted vocabulary
+        pos = np.minimum(np.searchsorted(table[order], points), len(table) - 1)
+        ids = order[pos]
+        bad = table[ids] != points
         if bad.any():
             missing = self.unknown(text)
             shown = ", ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")

@@ -35,7 +35,8 @@ def prepare_corpus(cfg, vocab: Vocab | None = None, notice: Callable[[str], None
     With `vocab` given (a checkpoint's), encode with it instead of building a new one. Files of at least
     cache.CACHE_MIN_BYTES are encoded once, in chunks, into a cache beside them and memory-mapped
     (`charrnn.cache`); the splits are then read-only memmap views."""
-    name, path = corpora.resolve_corpus(cfg.corpus, corpora.data_dir(cfg.data_dir), cfg.mirror, notice=notice)
+    name, path = corpora.resolve_corpus(cfg.corpus, corpora.data_dir(cfg.data_dir), cfg.mirror, notice=notice,
+                                        encoding_errors=cfg.encoding_errors)
     if Path(path).stat().st_size >= cache.CACHE_MIN_BYTES:  # big: encode once in chunks, then memory-map
         vocab, ids = cache.cached_ids(path, cfg.lowercase, cfg.letters_only, cfg.max_chars, cfg.encoding_errors,
                                       vocab=vocab, notice=notice)

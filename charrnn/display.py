@@ -113,6 +113,7 @@ class TrainDisplay:
             parts.append(f"val loss {_fmt(d['val_loss'])} nats, {_fmt(d['val_bpc'], 3)} bpc, ppl {_fmt(d['val_perplexity'], 3)}")
         self.console.print("[bold]done:[/] " + ", ".join(parts))
         self.console.print(f"checkpoint: {escape(d['checkpoint'])}   sample it: charrnn sample {escape(d['run_dir'])}")
+        self.console.print(f"curves: charrnn plot {escape(d['run_dir'])}   (add --terminal to draw them here)")
 
     def stop(self):
         if self.progress is not None:

@@ -79,18 +79,36 @@ def score_streams(model, x: torch.Tensor, y: torch.Tensor, device, chunk: int, f
     return torch.cat(out, dim=1)
 
 
+def window_layout(n_targets: int, max_chars: int) -> tuple[np.ndarray, int]:
+    """A fixed, representative part of a split too long to score whole during training: rows windows of
+    cols targets each (rows * cols <= max_chars), evenly spaced from the split's start to its end, so
+    every region of the text is represented and the same characters are scored at every evaluation.
+    -> starts (rows, 1), cols."""
+    rows = max(1, min(MAX_STREAMS, max_chars // MIN_STREAM))
+    cols = max(1, min(max_chars // rows, n_targets))
+    starts = np.linspace(0, n_targets - cols, rows).round().astype(np.int64)[:, None]
+    return starts, cols
+
+
 @torch.no_grad()
-def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256) -> LossReport:
+def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256, max_chars: int = 0) -> LossReport:
     """Score ids[1:] given ids[:-1] with carried state; returns total NLL and the number scored.
 
     Each stream starts from zero state, and its first characters are scored with little context, so
-    by default streams are at least MIN_STREAM characters long (and at most MAX_STREAMS run at once)."""
+    by default streams are at least MIN_STREAM characters long (and at most MAX_STREAMS run at once).
+    With max_chars > 0 and more targets than that, only the windows of `window_layout` are scored (each
+    from zero state): a bounded, fixed estimate for evaluations during training. A split that fits in
+    max_chars is scored whole, exactly as without the bound."""
     arr = np.asarray(ids)  # may be a read-only memmap: gathered chunk by chunk, never converted whole
     n = len(arr) - 1
     if n < 1:
         return LossReport(0.0, 0)
-    rows, cols = eval_layout(n, streams)
-    starts = np.arange(rows)[:, None] * cols  # (rows, 1): row r is the stretch [r*cols, (r+1)*cols)
+    if max_chars and n > max_chars:
+        starts, cols = window_layout(n, max_chars)
+        rows = len(starts)
+    else:
+        rows, cols = eval_layout(n, streams)
+        starts = np.arange(rows)[:, None] * cols  # (rows, 1): row r is the stretch [r*cols, (r+1)*cols)
 
     def positions(s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
         pos = starts + np.arange(s, e)  # (rows, e - s) input positions
@@ -109,7 +127,7 @@ def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 25
         nll = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none")
         total += (nll * mb.flatten()).sum(dtype=torch.float64)
     model.train(was_training)
-    return LossReport(float(total), n)
+    return LossReport(float(total), min(n, rows * cols) if max_chars and n > max_chars else n)
 
 
 def eval_layout(n_targets: int, streams: int | None = None) -> tuple[int, int]:

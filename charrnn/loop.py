@@ -72,7 +72,8 @@ class Trainer:
     ddp: distributed.DistContext | None = None
     autocast: Any = None  # a context manager: bf16 autocast or a no-op
     subscribers: list[Callable[[Event], None]] = field(default_factory=list)
-    last_val: LossReport | None = None  # the latest evaluation
+    last_val: LossReport | None = None  # the latest evaluation (the whole val split at the end of a run)
+    selection: LossReport | None = None  # the latest evaluation of the fixed part best.pt is chosen on
     last_epoch: LossReport | None = None  # the latest complete epoch's training loss
     t_start: float = field(default_factory=time.perf_counter)
     t_log: float = 0.0  # when the current log interval began (evaluation time is moved out of it)

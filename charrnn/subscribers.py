@@ -93,27 +93,38 @@ class LogLine:
 
 
 class Evaluation:
-    """Every --eval-every steps, and at the end unless the last step was just evaluated: score the
-    val split and publish "eval". Under DDP every rank gathers the state; rank 0 evaluates."""
+    """Every --eval-every steps, and at the end unless the last step was just evaluated in full: score
+    the val split and publish "eval". During training at most --eval-chars characters are scored (a fixed,
+    evenly spread part of a longer split, `evaluate.window_layout`); the run's last evaluation also scores
+    the whole split, and that is the val loss it reports. best.pt is chosen on the fixed part, the same
+    characters every time. Under DDP every rank gathers the state; rank 0 evaluates."""
 
     def __init__(self, tr: Trainer):
         self.tr = tr
+        run, every = tr.run, tr.cfg.eval_every
+        # a restored run was evaluated at its step (its last.pt is written by an evaluation)
+        self.last = {"step": run.step, "full": True} if run.step and run.step % every == 0 else {"step": -1, "full": False}
 
     def __call__(self, e: Event) -> None:
-        step, every = self.tr.run.step, self.tr.cfg.eval_every
-        if e.kind == "step" and step % every == 0 or e.kind == "finish" and (step % every != 0 or step == 0):
-            self.evaluate()
+        tr = self.tr
+        step = tr.run.step
+        if e.kind == "step" and step % tr.cfg.eval_every == 0:
+            self.evaluate(final=tr.budget.steps_done(step))
+        elif e.kind == "finish" and (self.last["step"] != step or not self.last["full"]):
+            self.evaluate(final=True)
 
-    def evaluate(self) -> None:
+    def _whole(self, final: bool) -> bool:
+        n, bound = len(self.tr.corpus.val) - 1, self.tr.cfg.eval_chars
+        return final or not bound or n <= bound
+
+    def evaluate(self, final: bool = False) -> None:
         tr, run = self.tr, self.tr.run
         t0 = time.perf_counter()
+        self.last = {"step": run.step, "full": self._whole(final)}  # every rank: it decides the end
         everyone = tr.gathered_state()
         if tr.main:  # rank 0 evaluates and saves while the others wait
             data = {"step": run.step, "epoch": tr.epochs_done(), "chars": run.step * tr.tokens_per_step, "time": tr.elapsed()}
-            if len(tr.corpus.val) > 1:
-                tr.last_val = evaluate_ids(tr.model, tr.corpus.val, tr.device, chunk=max(tr.cfg.seq_len, 128))
-                data.update(val_loss=tr.last_val.loss, bpc=tr.last_val.bpc, perplexity=tr.last_val.perplexity,
-                            val_chars=tr.last_val.chars)
+            data.update(self._score(final, t0))
             # at an epoch's last step this runs before the epoch's bookkeeping: the epoch just completed is epoch_acc
             train_rep = (None if tr.epoch_complete() else tr.last_epoch) or LossReport(run.epoch_acc["nll"], run.epoch_acc["chars"])
             if train_rep.chars:
@@ -122,6 +133,22 @@ class Evaluation:
         if tr.ddp:
             tr.ddp.barrier()
         tr.t_log += time.perf_counter() - t0  # evaluation time is not training throughput
+
+    def _score(self, final: bool, t0: float) -> dict:
+        """The val loss (the fixed part; and the whole split when final); sets tr.last_val and tr.selection."""
+        tr = self.tr
+        val, chunk = tr.corpus.val, max(tr.cfg.seq_len, 128)
+        if len(val) < 2:
+            return {}
+        part = evaluate_ids(tr.model, val, tr.device, chunk=chunk, max_chars=tr.cfg.eval_chars)
+        whole = part if part.chars == len(val) - 1 or not final else evaluate_ids(tr.model, val, tr.device, chunk=chunk)
+        tr.last_val, tr.selection = whole, part
+        data = {"val_loss": whole.loss, "bpc": whole.bpc, "perplexity": whole.perplexity, "val_chars": whole.chars,
+                "val_scope": "full" if whole.chars == len(val) - 1 else "part"}
+        if whole is not part:
+            data["val_loss_part"] = part.loss  # the number comparable with the earlier evaluations
+        data["eval_seconds"] = time.perf_counter() - t0  # what scoring cost this run's wall clock
+        return data
 
 
 class Checkpoints:
@@ -133,8 +160,8 @@ class Checkpoints:
     def __call__(self, e: Event) -> None:
         tr = self.tr
         if e.kind == "eval":
-            if tr.last_val is not None and tr.last_val.loss < tr.run.best_val:
-                tr.run.best_val = tr.last_val.loss
+            if tr.selection is not None and tr.selection.loss < tr.run.best_val:
+                tr.run.best_val = tr.selection.loss
                 self.save("best.pt", e.carried)
             self.save("last.pt", e.carried)
         elif e.kind == "stop":

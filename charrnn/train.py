@@ -39,7 +39,7 @@ from typing import Any, Callable
 import torch
 
 from charrnn import __version__
-from charrnn import distributed
+from charrnn import distributed, finetune
 from charrnn import rundir
 from charrnn.checkpoint import Checkpoint, load
 from charrnn.config import MODEL_KEYS, ModelConfig, TrainConfig, coerce, split_options, to_dict
@@ -57,7 +57,7 @@ from charrnn.subscribers import default_subscribers
 # Keys that may change when a run is resumed; everything else (architecture, data, batching, optimizer)
 # is taken from the checkpoint, because changing it would not continue the same run.
 RESUMABLE_KEYS = {
-    "impl", "epochs", "max_steps", "minutes", "device", "threads", "amp", "compile", "eval_every",
+    "impl", "epochs", "max_steps", "minutes", "device", "threads", "amp", "compile", "eval_every", "eval_chars",
     "log_every", "sample_every", "sample_prefix", "sample_length", "data_dir", "mirror", "out",
 }
 
@@ -67,6 +67,8 @@ def build_configs(options: dict[str, Any], resume: str | None = None) -> tuple[M
     and only RESUMABLE_KEYS may be given."""
     options = coerce({k: v for k, v in options.items() if v is not None})
     if resume is None:
+        if options.get("init_from"):  # fine-tuning: the architecture and preprocessing of that checkpoint
+            options = finetune.options_for(options, load(options["init_from"]))
         model_kw, train_kw = split_options(options)
         return ModelConfig(**model_kw), TrainConfig(**train_kw), None
     ck = load(resume, prefer="last")
@@ -105,11 +107,18 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, emit: Cal
     device = ddp.device if ddp else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     corpus = prepare_corpus(cfg, vocab=ck.vocab if ck else None, notice=lambda m: emit(Event("notice", {"message": m})))
+    init = load(cfg.init_from) if cfg.init_from and ck is None else None
+    if init is not None:  # fine-tuning: the old characters keep their ids, new ones are appended
+        corpus, added = finetune.grow_vocab(init.vocab, corpus)
+        emit(Event("notice", {"message": f"fine-tuning from {init.path}: " + (
+            f"{len(added)} new character(s) get new rows: {''.join(added)!r}" if added else "no new characters")}))
     mcfg = replace(mcfg, vocab_size=len(corpus.vocab), impl=resolve_impl(mcfg.model, mcfg.impl, device))
     batches = Batches(corpus.train, cfg.batch_size, cfg.seq_len, cfg.sampling, cfg.seed, pin_memory=device.type == "cuda")
     if (why := cfg.state_mismatch()) is not None:
         emit(Event("warning", {"message": f"--sampling {cfg.sampling} with --state {cfg.state_policy()}: {why}"}))
     model = ck.build_model(device, mcfg.impl) if ck else CharRNN(mcfg).to(device)
+    if init is not None:
+        finetune.load_grown(model, init, corpus.train, torch.Generator().manual_seed(cfg.seed))
     model.train()
     run_dir = Path(cfg.out) if cfg.out else rundir.default_run_dir(corpus.name, mcfg.model)
     main = ddp is None or ddp.is_main  # the one process that writes the run directory
