@@ -213,3 +213,32 @@ def test_saturated_tanh_units_are_flagged_and_moderate_ones_are_not(text_file):
     assert saturated.status == "warn" and "saturated" in saturated.message, saturated.message
     moderate = by_id(diagnose_model(TanhRNN(scale=0.3), text_file, OPTS))["grad.saturation"]
     assert moderate.status == "ok", moderate.message
+
+
+class SlowStart(TwoBack):
+    """TwoBack that stays uniform until it has read K characters since its state was zero: after a reset
+    it needs exactly K characters of prefix (the carried state has read more than that already)."""
+
+    K = 40
+
+    def begin_state(self, batch_size, device=None):
+        return torch.zeros(batch_size, 3, device=device)  # [previous char one-hot (2), characters read]
+
+    def forward(self, x, state):
+        out = []
+        prev, count = state[:, :2], state[:, 2:]
+        for t in range(x.shape[1]):
+            cur = F.one_hot(x[:, t], 2).float()
+            ready = (count >= self.K).float()  # (B, 1)
+            out.append(ready * torch.einsum("bp,bc,pcn->bn", prev, cur, self.table))
+            prev, count = cur, count + 1
+        return torch.stack(out, 1), torch.cat([prev, count], 1)
+
+
+@pytest.mark.parametrize("model, needed", [(TwoBack(), 1), (SlowStart(), SlowStart.K)])
+def test_warmup_counts_the_characters_a_reset_state_needs(text_file, model, needed):
+    """Positions after a reset whose loss is still above the carried one: TwoBack's first (it lacks the
+    previous character), SlowStart's first K (it reads K characters before predicting)."""
+    check = by_id(diagnose_model(model, text_file, OPTS))["state.warmup"]
+    assert check.values["warmup_chars"] == needed, check.message
+    assert check.status == "ok"

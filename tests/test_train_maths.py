@@ -95,13 +95,14 @@ def test_logged_loss_is_cross_entropy_sum_over_characters(periodic, tmp_path, sp
 
 
 def test_one_sgd_step_is_p_minus_lr_times_gradient_without_momentum(periodic, tmp_path, spy):
+    """Three steps with --warmup 2: the learning rates are lr/2, lr, lr; no momentum, no stale gradient."""
     lr = 0.5
-    ckpt = run(periodic, tmp_path / "run", optimizer="sgd", lr=lr, clip=0, max_steps=3)
+    ckpt = run(periodic, tmp_path / "run", optimizer="sgd", lr=lr, clip=0, max_steps=3, warmup=2)
     after = [call[2] for call in spy[1:]] + [ckpt["model"]]
-    for k, call in enumerate(spy):
+    for k, (call, lr_k) in enumerate(zip(spy, [lr / 2, lr, lr])):
         _, grads = loss_and_grads(ckpt, call)
         for name, g in grads.items():
-            expected = call[2][name] - lr * g
+            expected = call[2][name] - lr_k * g
             torch.testing.assert_close(after[k][name], expected, rtol=1e-5, atol=1e-6,
                                        msg=lambda m: f"SGD step {k + 1}, {name}: not p - lr*g (momentum?) {m}")
 
@@ -138,6 +139,32 @@ def test_adamw_decays_the_weight_matrices_by_lr_times_decay_and_not_the_biases(p
     assert sorted(g["weight_decay"] for g in decayed["optimizer"]["param_groups"]) == [0.0, wd]
 
 
+def test_first_adam_step_is_lr_times_the_sign_of_the_l2_regularised_gradient(periodic, tmp_path, spy):
+    """Adam's first step, bias-corrected, is lr * g' / (|g'| + eps) with g' = g + wd * p (Adam's coupled L2)."""
+    lr, wd = 0.01, 0.5
+    ckpt = run(periodic, tmp_path / "run", optimizer="adam", lr=lr, weight_decay=wd, clip=0, max_steps=1)
+    _, grads = loss_and_grads(ckpt, spy[0])
+    for name, g in grads.items():
+        g2 = g + wd * spy[0][2][name]
+        torch.testing.assert_close(ckpt["model"][name], spy[0][2][name] - lr * g2 / (g2.abs() + 1e-8), rtol=1e-5, atol=1e-6,
+                                   msg=lambda m: f"{name}: not Adam's first step with L2 weight decay {m}")
+
+
+def test_evaluation_scores_with_dropout_off_and_restores_training_mode(periodic):
+    from charrnn.config import ModelConfig
+    from charrnn.evaluate import evaluate_ids
+
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(model="gru", vocab_size=10, hidden=32, dropout=0.5)).train()
+    ids = torch.randint(0, 10, (300,))
+    report = evaluate_ids(model, ids.numpy(), "cpu", streams=1, chunk=1000)
+    assert model.training
+    with torch.no_grad():
+        logits, _ = model.eval()(ids[None, :-1])
+    want = F.cross_entropy(logits[0], ids[1:], reduction="sum").item()
+    assert report.chars == 299 and report.nll == pytest.approx(want, rel=1e-5)
+
+
 def test_dropout_before_the_head_is_on_in_training_and_off_in_eval():
     torch.manual_seed(0)
     cfg_kw = dict(model="lstm", vocab_size=7, hidden=64, layers=1)  # one layer: the head's dropout is the only one
@@ -169,7 +196,8 @@ def test_training_forwards_run_in_training_mode_with_dropout(periodic, tmp_path,
     x, state, weights = spy[0]
     model = fresh_model(ckpt, weights).eval()
     y = targets(x, ckpt["vocab"])
-    eval_loss = float(F.cross_entropy(model(x, state)[0].flatten(0, 1), y.flatten()))
+    with torch.no_grad():
+        eval_loss = float(F.cross_entropy(model(x, state)[0].flatten(0, 1), y.flatten()))
     assert abs(logged_losses(tmp_path / "run")[0] - eval_loss) > 1e-4
 
 
