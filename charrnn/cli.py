@@ -260,7 +260,7 @@ def sample(
     vocab = Vocab(tuple(meta["vocab"]))
     pre = meta.get("preprocessing") or {}
     # the model only ever saw text preprocessed as its corpus was (lower-cased, non-letters to spaces)
-    def normalize(text: str) -> str:
+    def normalize(text: str) -> str:  # also for --prefix-file and the prompts of --interactive
         return preprocess(text, pre.get("lowercase", False), pre.get("letters_only", False))
 
     seen = normalize(prefix)
