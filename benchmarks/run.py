@@ -103,7 +103,7 @@ def sampling(quick: bool, data: dict, log=print, baseline: str = SAMPLING_BASELI
     warm-up is included."""
     from charrnn.beam import beam_search
     from charrnn.config import ModelConfig, TrainConfig
-    from charrnn.data import prepare_corpus
+    from charrnn.dataset import prepare_corpus
     from charrnn.models import CharRNN
     from charrnn import sample as now
 

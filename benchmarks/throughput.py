@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.config import ModelConfig, TrainConfig
-from charrnn.data import Batches, prepare_corpus
+from charrnn.data import Batches
+from charrnn.dataset import prepare_corpus
 from charrnn.gradcheck import LoopRNN
 from charrnn.models import CharRNN, detach_state
 from charrnn.train import train

@@ -3,7 +3,7 @@
     vocab, ids = cached_ids(path, lowercase=False, letters_only=False, max_chars=0)
     # ids: read-only np.memmap (uint8 / uint16 / uint32), len(ids) characters after preprocessing
 
-`data.prepare_corpus` uses it for files of at least CACHE_MIN_BYTES, so a corpus bigger than memory
+`dataset.prepare_corpus` uses it for files of at least CACHE_MIN_BYTES, so a corpus bigger than memory
 trains with a small resident set (the OS pages the ids in and out) and starts in seconds the second
 time. Beside the corpus, in `.charrnn-cache/` (or under $XDG_CACHE_HOME/charrnn when that folder is
 not writable), each cached encoding is two files:

@@ -2,14 +2,17 @@
 
 Each command parses its options, builds a config, calls one engine function and renders what comes back.
 The engine raises `CharRNNError` for anything the user can fix; `main()` prints it as one line on stderr
-and exits with its code (2 for bad input, 1 for a failed check). CHARRNN_DEBUG=1 shows the traceback.
+and exits with its code (2 for bad input, 1 for a failed check, 4 for a refused write, 3 for an internal
+error; `charrnn.errors` lists them). CHARRNN_DEBUG=1 shows the traceback.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +21,8 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from charrnn import __version__
-from charrnn.errors import CharRNNError
+from charrnn.config import DEFAULT_EPOCHS, ModelConfig, TrainConfig
+from charrnn.errors import EXIT_INTERNAL, CharRNNError
 
 def _debug() -> bool:
     return os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
@@ -51,6 +55,14 @@ app = typer.Typer(
 # Progress, tables and reports go to stderr so that stdout carries only the product (samples, JSON).
 console = Console(stderr=True)
 out = Console(highlight=False, soft_wrap=True)
+
+
+def _d(name: str) -> str:
+    """The help text's "[default: ...]" for option `name`, read from the config dataclasses, so that
+    every default is written once, there."""
+    value = next(f.default for cls in (ModelConfig, TrainConfig) for f in fields(cls) if f.name == name)
+    shown = ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else value
+    return f"  \\[default: {shown}]"
 
 
 def _version(value: bool):
@@ -129,53 +141,57 @@ with --resume RUN_DIR."""
 
 @app.command(help=_TRAIN_HELP)
 def train(
-    corpus: Optional[str] = typer.Option(None, "--corpus", help="Catalog name (timemachine, tinyshakespeare, pystdlib) or a UTF-8 file.", rich_help_panel="Data"),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Catalog name (timemachine, tinyshakespeare, pystdlib), a UTF-8 file, or many: a directory or a quoted glob ('texts/**/*.txt'), joined in path order.", rich_help_panel="Data"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same keys as the flags.", rich_help_panel="Run"),
     preset: Optional[str] = typer.Option(None, "--preset", help="A recipe shipped with charrnn (see --list-presets).", rich_help_panel="Run"),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the presets and exit.", rich_help_panel="Run"),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Fine-tune: a new run starting from this checkpoint's weights (its architecture; new characters get new rows; fresh optimizer).", rich_help_panel="Run"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue the run in this directory (or .pt) where it stopped.", rich_help_panel="Run"),
     out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory \\[default: runs/<corpus>-<model>].", rich_help_panel="Run"),
-    model: Optional[str] = typer.Option(None, "--model", help="rnn | gru | lstm  \\[default: lstm]", rich_help_panel="Model"),
+    model: Optional[str] = typer.Option(None, "--model", help="rnn | gru | lstm" + _d("model"), rich_help_panel="Model"),
     impl: Optional[str] = typer.Option(None, "--impl", help="auto | torch (fused kernels) | scratch (hand-written BPTT)  \\[default: auto: scratch for rnn and gru on CPU, where it is faster; torch otherwise]", rich_help_panel="Model"),
-    hidden: Optional[int] = typer.Option(None, "--hidden", help="Hidden units per layer  \\[default: 512]", rich_help_panel="Model"),
-    layers: Optional[int] = typer.Option(None, "--layers", help="Recurrent layers  \\[default: 1]", rich_help_panel="Model"),
-    embed: Optional[int] = typer.Option(None, "--embed", help="Embedding width; 0 = one-hot input as d2l  \\[default: 0]", rich_help_panel="Model"),
-    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout between layers and before the output  \\[default: 0]", rich_help_panel="Model"),
-    init_std: Optional[float] = typer.Option(None, "--init-std", help="0 = torch's default init; >0 = weights ~ N(0, std²), biases 0 (d2l: 0.01).", rich_help_panel="Model"),
+    hidden: Optional[int] = typer.Option(None, "--hidden", help="Hidden units per layer" + _d("hidden"), rich_help_panel="Model"),
+    layers: Optional[int] = typer.Option(None, "--layers", help="Recurrent layers" + _d("layers"), rich_help_panel="Model"),
+    embed: Optional[int] = typer.Option(None, "--embed", help="Embedding width; 0 = one-hot input as d2l" + _d("embed"), rich_help_panel="Model"),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout between layers and before the output" + _d("dropout"), rich_help_panel="Model"),
+    init_std: Optional[float] = typer.Option(None, "--init-std", help="0 = torch's default init; >0 = weights ~ N(0, std²), biases 0 (d2l: 0.01)." + _d("init_std"), rich_help_panel="Model"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where corpora live (also CHARRNN_DATA)  \\[default: ./corpora]", rich_help_panel="Data"),
     mirror: Optional[str] = typer.Option(None, "--mirror", help="Download corpora from BASE/<name>.txt (also CHARRNN_MIRROR).", rich_help_panel="Data"),
-    lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Lower-case the text.", rich_help_panel="Data"),
-    letters_only: Optional[bool] = typer.Option(None, "--letters-only/--no-letters-only", help="d2l's preprocessing: runs of non-letters -> one space, lower-case.", rich_help_panel="Data"),
-    max_chars: Optional[int] = typer.Option(None, "--max-chars", help="Keep the first N characters (d2l's max_tokens); 0 = all.", rich_help_panel="Data"),
-    encoding_errors: Optional[str] = typer.Option(None, "--encoding-errors", help="strict | replace  \\[default: strict]", rich_help_panel="Data"),
-    val_frac: Optional[float] = typer.Option(None, "--val-frac", help="Validation fraction (the end of the text)  \\[default: 0.1]", rich_help_panel="Data"),
-    test_frac: Optional[float] = typer.Option(None, "--test-frac", help="Test fraction (after val)  \\[default: 0]", rich_help_panel="Data"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per batch  \\[default: 32]", rich_help_panel="Batches"),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Characters per sequence (BPTT length)  \\[default: 64]", rich_help_panel="Batches"),
-    sampling: Optional[str] = typer.Option(None, "--sampling", help="random | sequential (d2l 8.3)  \\[default: sequential]", rich_help_panel="Batches"),
-    state: Optional[str] = typer.Option(None, "--state", help="auto | reset | carry; auto: reset for random, carry for sequential", rich_help_panel="Batches"),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam | adamw | sgd  \\[default: adam]", rich_help_panel="Optimisation"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate  \\[default: 0.002]", rich_help_panel="Optimisation"),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay  \\[default: 0]", rich_help_panel="Optimisation"),
-    schedule: Optional[str] = typer.Option(None, "--schedule", help="constant | cosine (over the whole budget)  \\[default: constant]", rich_help_panel="Optimisation"),
-    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps  \\[default: 0]", rich_help_panel="Optimisation"),
-    min_lr_frac: Optional[float] = typer.Option(None, "--min-lr-frac", help="Cosine ends at lr x this  \\[default: 0.1]", rich_help_panel="Optimisation"),
-    clip: Optional[float] = typer.Option(None, "--clip", help="Clip the global gradient norm; 0 = off  \\[default: 1.0]", rich_help_panel="Optimisation"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Budget in epochs (10 when no budget is given).", rich_help_panel="Budget"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Budget in optimizer steps.", rich_help_panel="Budget"),
-    minutes: Optional[float] = typer.Option(None, "--minutes", help="Budget in wall-clock minutes (whichever budget ends first).", rich_help_panel="Budget"),
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps  \\[default: auto]", rich_help_panel="Machine"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed; CPU runs are reproducible bit for bit  \\[default: 1337]", rich_help_panel="Machine"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads; 0 = torch's default.", rich_help_panel="Machine"),
-    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast.", rich_help_panel="Machine"),
-    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model.", rich_help_panel="Machine"),
-    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate and checkpoint every N steps  \\[default: 200]", rich_help_panel="Reporting"),
-    log_every: Optional[int] = typer.Option(None, "--log-every", help="Log every N steps  \\[default: 20]", rich_help_panel="Reporting"),
-    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Print a sample every N evaluations; 0 = never  \\[default: 2]", rich_help_panel="Reporting"),
+    lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Lower-case the text." + _d("lowercase"), rich_help_panel="Data"),
+    letters_only: Optional[bool] = typer.Option(None, "--letters-only/--no-letters-only", help="d2l's preprocessing: runs of non-letters -> one space, lower-case." + _d("letters_only"), rich_help_panel="Data"),
+    max_chars: Optional[int] = typer.Option(None, "--max-chars", help="Keep the first N characters (d2l's max_tokens); 0 = all." + _d("max_chars"), rich_help_panel="Data"),
+    encoding_errors: Optional[str] = typer.Option(None, "--encoding-errors", help="strict | replace" + _d("encoding_errors"), rich_help_panel="Data"),
+    val_frac: Optional[float] = typer.Option(None, "--val-frac", help="Validation fraction (the end of the text)" + _d("val_frac"), rich_help_panel="Data"),
+    test_frac: Optional[float] = typer.Option(None, "--test-frac", help="Test fraction (after val)" + _d("test_frac"), rich_help_panel="Data"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per batch" + _d("batch_size"), rich_help_panel="Batches"),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Characters per sequence (BPTT length)" + _d("seq_len"), rich_help_panel="Batches"),
+    sampling: Optional[str] = typer.Option(None, "--sampling", help="random | sequential (d2l 8.3)" + _d("sampling"), rich_help_panel="Batches"),
+    state: Optional[str] = typer.Option(None, "--state", help="auto | reset | carry; auto: reset for random, carry for sequential" + _d("state"), rich_help_panel="Batches"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam | adamw | sgd" + _d("optimizer"), rich_help_panel="Optimisation"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate" + _d("lr"), rich_help_panel="Optimisation"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay" + _d("weight_decay"), rich_help_panel="Optimisation"),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="constant | cosine (over the whole budget)" + _d("schedule"), rich_help_panel="Optimisation"),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps" + _d("warmup"), rich_help_panel="Optimisation"),
+    min_lr_frac: Optional[float] = typer.Option(None, "--min-lr-frac", help="Cosine ends at lr x this" + _d("min_lr_frac"), rich_help_panel="Optimisation"),
+    clip: Optional[float] = typer.Option(None, "--clip", help="Clip the global gradient norm; 0 = off" + _d("clip"), rich_help_panel="Optimisation"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help=f"Budget in epochs; 0 = none ({DEFAULT_EPOCHS} when no budget is given).", rich_help_panel="Budget"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Budget in optimizer steps; 0 = none.", rich_help_panel="Budget"),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Budget in wall-clock minutes (whichever budget ends first); 0 = none.", rich_help_panel="Budget"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps" + _d("device"), rich_help_panel="Machine"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed; CPU runs are reproducible bit for bit" + _d("seed"), rich_help_panel="Machine"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads; 0 = torch's default." + _d("threads"), rich_help_panel="Machine"),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast." + _d("amp"), rich_help_panel="Machine"),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model." + _d("compile"), rich_help_panel="Machine"),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate and checkpoint every N steps" + _d("eval_every"), rich_help_panel="Reporting"),
+    eval_chars: Optional[int] = typer.Option(None, "--eval-chars", help="Validation characters scored per evaluation during training (a fixed, evenly spread part of a longer split; all of it at the end); 0 = all every time" + _d("eval_chars"), rich_help_panel="Reporting"),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Log every N steps" + _d("log_every"), rich_help_panel="Reporting"),
+    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Print a sample every N evaluations; 0 = never" + _d("sample_every"), rich_help_panel="Reporting"),
     sample_prefix: Optional[str] = typer.Option(None, "--sample-prefix", help="Prefix of those samples \\[default: the text's first 16 characters].", rich_help_panel="Reporting"),
-    sample_length: Optional[int] = typer.Option(None, "--sample-length", help="Characters per sample  \\[default: 100]", rich_help_panel="Reporting"),
+    sample_length: Optional[int] = typer.Option(None, "--sample-length", help="Characters per sample" + _d("sample_length"), rich_help_panel="Reporting"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors.", rich_help_panel="Reporting"),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end.", rich_help_panel="Reporting"),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Log scalars and samples for TensorBoard to RUN/tensorboard (needs 'charrnn[tensorboard]').", rich_help_panel="Reporting"),
+    tensorboard_dir: Optional[Path] = typer.Option(None, "--tensorboard-dir", help="Write the TensorBoard logs here instead (implies --tensorboard).", rich_help_panel="Reporting"),
 ):
     from charrnn.config import load_preset, load_yaml, preset_names
     from charrnn.display import TrainDisplay
@@ -195,7 +211,18 @@ def train(
         options.update(load_yaml(config))
     options.update(flags)
     display = TrainDisplay(console, quiet=quiet)
-    summary = run_training(options, resume=resume, on_event=display)
+    board = None
+    if tensorboard or tensorboard_dir is not None:
+        from charrnn.tensorboard import TensorBoardLogger
+
+        board = TensorBoardLogger(tensorboard_dir)  # fails here, before training, if the extra is missing
+    from charrnn.tensorboard import fan_out
+
+    try:
+        summary = run_training(options, resume=resume, on_event=fan_out(display, board))
+    finally:
+        if board is not None:
+            board.close()
     if is_main_process():  # under torchrun, rank 0 speaks for every process
         if json_out:
             print(json.dumps(summary))
@@ -207,10 +234,10 @@ def train(
 
 _FLAG_RENAMES = {"out_dir": "out", "compile_": "compile"}
 _TRAIN_FLAG_KEYS = {
-    "corpus", "out_dir", "model", "impl", "hidden", "layers", "embed", "dropout", "init_std", "data_dir", "mirror", "lowercase",
+    "corpus", "init_from", "out_dir", "model", "impl", "hidden", "layers", "embed", "dropout", "init_std", "data_dir", "mirror", "lowercase",
     "letters_only", "max_chars", "encoding_errors", "val_frac", "test_frac", "batch_size", "seq_len", "sampling",
     "state", "optimizer", "lr", "weight_decay", "schedule", "warmup", "min_lr_frac", "clip", "epochs", "max_steps",
-    "minutes", "device", "seed", "threads", "amp", "compile_", "eval_every", "log_every", "sample_every",
+    "minutes", "device", "seed", "threads", "amp", "compile_", "eval_every", "eval_chars", "log_every", "sample_every",
     "sample_prefix", "sample_length",
 }
 
@@ -242,10 +269,10 @@ def sample(
     """Generate text from a checkpoint, continuing --prefix."""
     import torch
 
-    from charrnn.checkpoint import load_model
-    from charrnn.data import Vocab, preprocess, read_text
+    from charrnn.checkpoint import load
+    from charrnn.data import read_text
+    from charrnn.device import resolve_device
     from charrnn.sample import unescape
-    from charrnn.train import resolve_device
 
     if prefix_file is not None:
         if prefix:
@@ -256,13 +283,9 @@ def sample(
                            "--top-p or --num-samples")
     if interactive and (json_out or num_samples > 1):
         raise CharRNNError("--interactive writes one continuation per prompt: it takes no --json or --num-samples")
-    model, meta = load_model(ckpt, resolve_device(device), impl=impl)
-    vocab = Vocab(tuple(meta["vocab"]))
-    pre = meta.get("preprocessing") or {}
-    # the model only ever saw text preprocessed as its corpus was (lower-cased, non-letters to spaces)
-    def normalize(text: str) -> str:  # also for --prefix-file and the prompts of --interactive
-        return preprocess(text, pre.get("lowercase", False), pre.get("letters_only", False))
-
+    ck = load(ckpt, resolve_device(device), impl=impl)
+    model, vocab = ck.model, ck.vocab
+    normalize = ck.preprocessing.prefix  # the model only ever saw text prepared as its corpus was
     seen = normalize(prefix)
     if seen != prefix:
         console.print(f"note: the prefix was preprocessed as the training corpus was: {seen!r}", markup=False, highlight=False, soft_wrap=True)
@@ -285,7 +308,7 @@ def sample(
     else:
         result = _sample_stream(model, vocab, prefix, length, g, opts, show_logprob)
     if json_out:
-        print(json.dumps({"checkpoint": meta["path"], "prefix": prefix, "length": length, "temperature": temperature,
+        print(json.dumps({"checkpoint": ck.path, "prefix": prefix, "length": length, "temperature": temperature,
                           "top_k": top_k, "top_p": top_p, "beam": beam, "stop": list(opts["stop"]), "seed": seed,
                           "samples": [prefix + r.text for r in result], "scores": [r.as_dict() for r in result]},
                          ensure_ascii=False))
@@ -375,22 +398,139 @@ def eval_(
     split_name: Optional[str] = typer.Option(None, "--split", help="train | val | test of the training corpus  \\[default: val]"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch, scratch or auto layers \\[default: the one it was trained with]."),
-    init_std: Optional[float] = typer.Option(None, "--init-std", help="0 = torch's default init; >0 = weights ~ N(0, std²), biases 0 (d2l: 0.01).", rich_help_panel="Model"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
-    json_out: bool = typer.Option(False, "--json", help="Print {loss, bpc, perplexity, chars, ...} as JSON."),
+    ngram: int = typer.Option(0, "--ngram", help="Also score Kneser-Ney 1..N-gram models fitted on the run's training split, and split the model's advantage by where it comes from; 0 = off."),
+    json_out: bool = typer.Option(False, "--json", help="Print {loss, bpc, perplexity, chars, ...} as JSON (with --show or --html: also every character's surprisal and top-5 guesses)."),
+    by_position: bool = typer.Option(False, "--by-position", help="Also show the loss against characters since the state was reset, with the run's trained horizon marked."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With --by-position: save the curve as a PNG here (needs pip install 'charrnn[plot]') \\[default: by_position.png in the run directory when matplotlib is installed]."),
+    show: bool = typer.Option(False, "--show", help="Show the text coloured by each character's surprisal (bits) and list the most surprising characters.", rich_help_panel="Surprisal map"),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write the surprisal map as a self-contained HTML page (hover a character for the model's top-5 guesses).", rich_help_panel="Surprisal map"),
+    max_chars: int = typer.Option(2000, "--max-chars", help="With --show or --html: score the first N characters, as one stream from a zero state.", rich_help_panel="Surprisal map"),
 ):
-    """Per-character loss, bits per character and perplexity of a checkpoint on a text."""
-    from charrnn.evaluate import evaluate_text
+    """Per-character loss, bits per character and perplexity of a checkpoint on a text.
+
+    --show and --html score the same text character by character (a map of where the model is surprised);
+    they belong to eval because they split its one number into the characters it is made of: the
+    surprisals, in nats, sum to the loss x characters printed above the map."""
+    from charrnn.texts import evaluate_text
 
     if text is not None and split_name is not None:
         raise CharRNNError("give either --text or --split, not both")
+    if plot is not None and not by_position:
+        raise CharRNNError("--plot needs --by-position")
+    if ngram:
+        return _eval_ngram(ckpt, ngram, text, split_name or ("val" if text is None else None), device, impl, data_dir, json_out)
+    if show or html is not None:
+        return _surprisal_map(ckpt, text, split_name, device, impl, data_dir, max_chars, show, html, json_out)
     result = evaluate_text(ckpt, text=text, split=split_name or ("val" if text is None else None), device=device,
-                           impl=impl, data_dir=data_dir)
+                           impl=impl, data_dir=data_dir, by_position=by_position)
     if json_out:
         print(json.dumps(result))
+    else:
+        lay = result["layout"]
+        out.print(f"{result['source']}: loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
+                  f"perplexity {result['perplexity']:.3f} over {result['chars']:,} characters "
+                  f"({lay['streams']} stream(s) of {lay['stream_chars']:,} characters, each from a zero state)")
+    if result["warning"]:
+        from rich.markup import escape
+
+        console.print(f"[yellow]warning:[/] {escape(result['warning'])}")
+    if by_position:
+        _show_by_position(result, plot, quiet=json_out)
+
+
+def _show_by_position(result: dict, plot: Path | None, quiet: bool) -> None:
+    """The --by-position table (stderr when --json holds stdout) and, with matplotlib, the picture."""
+    from rich import box
+    from rich.table import Table
+
+    import math
+
+    from charrnn.horizon import save_position_plot
+
+    prof = result["by_position"]
+    horizon = prof["horizon"]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
+                  title=f"loss by characters since the zero state ({prof['streams']} streams of {prof['stream_chars']:,})")
+    for col in ("positions", "loss", "perplexity", "chars"):
+        table.add_column(col, justify="right")
+    for b in prof["bins"]:
+        mark = " [yellow]past horizon[/]" if b["past_horizon"] else ""
+        table.add_row(f"{b['from']}-{b['to']}{mark}", f"{b['loss']:.4f}", f"{b['perplexity']:.3f}", f"{b['chars']:,}")
+    (console if quiet else out).print(table)
+    if horizon:
+        within, beyond = prof["loss_within_horizon"], prof["loss_beyond_horizon"]
+        tail = f", past it {beyond:.4f} (perplexity {math.exp(beyond):.3f})" if beyond is not None else ""
+        (console if quiet else out).print(f"trained horizon {horizon:,} characters ({result['horizon']['layout']}): loss within it "
+                                          f"{within:.4f} (perplexity {math.exp(within):.3f}){tail}")
+    path = plot or Path(result["checkpoint"]).parent / "by_position.png"
+    written = save_position_plot(prof, path, required=plot is not None)
+    if written:
+        console.print(f"picture: {written}")
+    elif plot is None:
+        console.print("[dim]for a picture of this curve: pip install 'charrnn[plot]'[/]")
+
+
+def _eval_ngram(ckpt, order, text, split_name, device, impl, data_dir, json_out) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from charrnn.ngram import compare
+
+    with console.status(f"fitting 1..{order}-grams and scoring", spinner="dots"):
+        r = compare(ckpt, order, text=text, split=split_name, device=device, impl=impl, data_dir=data_dir)
+    if json_out:
+        print(json.dumps(r))
         return
-    out.print(f"{result['source']}: loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
-              f"perplexity {result['perplexity']:.3f} over {result['chars']:,} characters")
+    out.print(f"{r['source']}: {r['chars']:,} characters scored; n-grams: interpolated Kneser-Ney fitted on the "
+              f"{r['train_chars']:,}-character training split")
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("model", "nats/char", "bits/char", "perplexity"):
+        table.add_column(col, justify="right")
+    for name, row in [("this model", r["model"])] + [(f"{g['order']}-gram", g) for g in r["ngrams"]]:
+        table.add_row(name, f"{row['loss']:.4f}", f"{row['bpc']:.4f}", f"{row['perplexity']:.3f}")
+    out.print(table)
+    table = Table(title=f"where the model beats the {order}-gram (advantage = n-gram loss - model loss, nats/char)",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("character", "count", "model", f"{order}-gram", "advantage", "contribution"):
+        table.add_column(col, justify="right")
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    for b in r["breakdown"]:
+        table.add_row(b["class"], f"{b['chars']:,}", fmt(b["model_loss"], ".3f"), fmt(b["ngram_loss"], ".3f"),
+                      fmt(b["advantage"], "+.3f"), fmt(b["contribution"], "+.4f"))
+    out.print(table)
+    gain = r["ngrams"][-1]["loss"] - r["model"]["loss"]
+    out.print(f"[dim]contribution: a class's advantage summed over its characters / all {r['chars']:,} characters; "
+              f"they add up to the {order}-gram's loss minus the model's, {gain:+.4f} nats/char[/]")
+    out.print(f"[dim]'beyond reach': a closing bracket or quote whose opener is {order} or more characters back, "
+              f"outside the {order}-gram's context[/]")
+
+
+def _surprisal_map(ckpt, text, split_name, device, impl, data_dir, max_chars, show, html, json_out):
+    """`eval --show/--html`: one scoring (charrnn.surprisal), drawn in the terminal and/or as a page."""
+    from charrnn.display import surprisal_legend, surprisal_map, worst_table
+    from charrnn.explore import page_data, render_page, write_page
+    from charrnn.surprisal import load_for_scoring
+
+    model, dev, ids, source, ck = load_for_scoring(ckpt, text, split_name or ("val" if text is None else None),
+                                                     device, impl, data_dir, max_chars)
+    vocab = ck.vocab
+    data = page_data(model, vocab, ids, dev, source=source, checkpoint=ck.path, units=False)
+    if html is not None:
+        path = write_page(html, render_page(data))
+        console.print(f"wrote the surprisal map of {len(ids):,} characters to {path}")
+    if show:
+        screen = console if json_out else out  # stdout carries the JSON when both are asked for
+        screen.print(f"{source}: {data['summary']}")
+        screen.print(surprisal_legend())
+        screen.print(surprisal_map(data["chars"], data["bits"]))
+        screen.print(worst_table(data["worst"], data["top"]))
+    if json_out:
+        chars = [{"char": c, "bits": b, "top": t} for c, b, t in zip(data["chars"], data["bits"], data["top"])]
+        loss = data["loss"]
+        print(json.dumps({"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(min(loss, 700.0)),
+                          "chars": data["scored_chars"], "source": source, "checkpoint": ck.path,
+                          "characters": chars, "worst": data["worst"]}, ensure_ascii=False))
 
 
 # ---------------------------------------------------------------------------------------------- info
@@ -418,6 +558,30 @@ def info(
     out.print(t)
 
 
+# ---------------------------------------------------------------------------------------------- plot
+
+
+@app.command()
+def plot(
+    runs: list[str] = typer.Argument(..., metavar="RUN...", help="Run directories (or their metrics.jsonl), overlaid in one picture."),
+    x: str = typer.Option("step", "--x", help="x axis: step | chars | time | epoch"),
+    metric: str = typer.Option("loss", "--metric", help="y axis: loss (nats/char) | bpc | perplexity"),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="A .png or .svg file  \\[default: RUN/curves-METRIC.png; several runs: beside the first]"),
+    title: Optional[str] = typer.Option(None, "--title", help="Title of the picture  \\[default: the run's name]"),
+    terminal: bool = typer.Option(False, "--terminal", help="Draw in the terminal instead of writing a file (plotext)."),
+):
+    """Train and val curves of one or several runs in one picture (e.g. random vs sequential batches)."""
+    from charrnn.plot import read_runs, save_figure, terminal_plot
+
+    curves = read_runs(runs, x, metric)
+    if terminal:
+        text = terminal_plot(curves, x, metric, width=min(out.width, 120), height=25, color=out.is_terminal)
+        sys.stdout.write(text + "\n")
+        return
+    path = save_figure(curves, out_path, x, metric, title)
+    console.print(f"wrote {path}")
+
+
 # ----------------------------------------------------------------------------------------- gradcheck
 
 
@@ -427,20 +591,32 @@ def gradcheck(
     model: Optional[str] = typer.Option(None, help="rnn, gru, lstm or all \\[default: all, or the checkpoint's]."),
     layers: Optional[int] = typer.Option(None, help="Recurrent layers \\[default: 2, or the checkpoint's]."),
     hidden: Optional[int] = typer.Option(None, help="Hidden units \\[default: 5, or the checkpoint's]."),
-    batch: Optional[int] = typer.Option(None, help="Sequences in the batch \\[default: 3]."),
+    batch: Optional[int] = typer.Option(None, "--batch-size", help="Sequences in the batch (train's --batch-size) \\[default: 3]."),
     seq_len: Optional[int] = typer.Option(None, help="Time steps \\[default: 4]."),
-    vocab: Optional[int] = typer.Option(None, help="Vocabulary size \\[default: 6, or the checkpoint's]."),
+    vocab: Optional[int] = typer.Option(None, "--vocab-size", help="Vocabulary size \\[default: 6, or the checkpoint's]."),
     embed: Optional[int] = typer.Option(None, help="Embedding width, 0 = one-hot \\[default: 0, or the checkpoint's]."),
     seed: int = typer.Option(0, help="Seed of the weights, state, input and targets."),
     samples: Optional[int] = typer.Option(None, help="Finite differences on this many random elements per tensor; 0 = all \\[default: all up to 512 elements, else 32]."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    batch_alias: Optional[int] = typer.Option(None, "--batch", hidden=True, help="Old spelling of --batch-size."),
+    vocab_alias: Optional[int] = typer.Option(None, "--vocab", hidden=True, help="Old spelling of --vocab-size."),
+    user: Optional[str] = typer.Option(None, "--user", metavar="FILE.py[:NAME]", help="Check YOUR backward instead: an adapter with vocab_size, params() and loss_and_grads(params, inputs, targets); --seq-len (default 8), --seed, --samples apply (see the README)."),
 ):
-    """Check the scratch engine's hand-written gradients against finite differences and autograd."""
+    """Check the scratch engine's hand-written gradients against finite differences and autograd; --user: your own."""
     from rich import box
     from rich.table import Table
 
     from charrnn.gradcheck import TOLERANCES, GradcheckOptions, options_from_checkpoint, run_gradcheck
 
+    batch = batch if batch is not None else batch_alias
+    vocab = vocab if vocab is not None else vocab_alias
+    if user is not None:
+        others = {"CKPT": ckpt, "--model": model, "--layers": layers, "--hidden": hidden, "--batch-size": batch,
+                  "--vocab-size": vocab, "--embed": embed}
+        given = [k for k, v in others.items() if v is not None]
+        if given:
+            raise CharRNNError(f"--user checks your own code: {', '.join(given)} do not apply to it")
+        return _gradcheck_user(user, seq_len, seed, samples, json_out)
     given = dict(model=model, layers=layers, hidden=hidden, batch=batch, seq_len=seq_len, vocab=vocab,
                  embed=embed, seed=seed, samples=samples)
     if ckpt is not None:
@@ -472,27 +648,78 @@ def gradcheck(
     console.print(f"gradcheck passed: all {len(report.rows)} comparisons within tolerance ({tols})")
 
 
+def _gradcheck_user(spec: str, seq_len: Optional[int], seed: int, samples: Optional[int], json_out: bool) -> None:
+    """gradcheck --user: run charrnn.usergrad on the user's adapter, print the table and the findings."""
+    import math
+
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from charrnn.usergrad import UserGradOptions, check_user_gradients
+
+    opts = UserGradOptions(spec, **({"seq_len": seq_len} if seq_len is not None else {}), seed=seed, samples=samples)
+    with console.status("checking your gradients", spinner="dots") as status:
+        report = check_user_gradients(opts, on_length=lambda T: status.update(f"checking your gradients at T = {T}"))
+    if json_out:
+        print(json.dumps(report.to_dict()))
+    lengths = ", ".join(map(str, opts.lengths))
+    checked, total = sum(t.checked for t in report.tensors), sum(math.prod(t.shape) for t in report.tensors)
+    console.print(f"gradcheck --user {escape(spec)}: vocab {report.vocab_size}, {len(report.tensors)} tensors; your "
+                  f"loss_and_grads at T = {lengths} against central differences of your loss (float64, eps "
+                  f"{opts.eps:g}) on {checked} of {total} elements; {report.evaluations} calls, {report.seconds:.1f}s")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("tensor", "shape"):
+        table.add_column(col, no_wrap=True)
+    for col in ("abs err", "rel err", "abs tol", "n", "wrong from", "result"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for t in report.tensors:
+        err = (f"{t.max_abs:.1e}", f"{t.max_rel:.1e}") if t.max_abs is not None else ("-", "-")
+        table.add_row(escape(t.name), "x".join(map(str, t.shape)) or "()", *err, f"{t.abs_tol:.0e}", str(t.checked),
+                      f"T = {t.wrong_from}" if t.wrong_from else "-", "[green]PASS[/]" if t.passed else "[bold red]FAIL[/]")
+    console.print(table)
+    console.print(f"[dim]abs err, rel err and n at T = {opts.seq_len}; an element passes within abs tol or rel "
+                  f"{report.to_dict()['rel_tol']:g}[/]")
+    for f in report.findings:
+        console.print(f"[bold]{f.id}[/]: {escape(f.message)}")
+    if report.verdict == "fail":
+        bad = [t.name for t in report.tensors if not t.passed]
+        what = ", ".join(f.id for f in report.findings) or "out of tolerance"
+        raise CharRNNError(f"gradcheck --user FAILED ({what}): {len(bad)} of {len(report.tensors)} tensors wrong"
+                           + (f" ({', '.join(bad)})" if bad else ""), exit_code=1)
+    console.print(f"gradcheck --user passed: every tensor within tolerance at T = {lengths}")
+
+
 # ------------------------------------------------------------------------------------------ diagnose
 
 
 @app.command()
 def diagnose(
     ckpt: Optional[str] = typer.Argument(None, metavar="CKPT", help="A run directory or .pt file (its val split is scored unless --text)."),
-    text: Optional[Path] = typer.Option(None, "--text", help="Measure on this UTF-8 file (required with --model-factory)."),
+    text: Optional[Path] = typer.Option(None, "--text", help="Measure on this UTF-8 file (required with --model-factory). With --log: the text your loop trained on (its vocabulary size V and unigram entropy)."),
     model_factory: Optional[str] = typer.Option(None, "--model-factory", help="module:function or path/file.py:function returning your own model (forward(x, state), begin_state, vocab)."),
     max_chars: int = typer.Option(50_000, "--max-chars", help="Characters scored per check, at most."),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Window for reset vs carry \\[default: the run's --seq-len, else 64]."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Window for reset vs carry \\[default: the run's --seq-len, else 64]. With --log: your loop's sequence length T."),
     device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda | mps"),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled windows and perturbations."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
     json_out: bool = typer.Option(False, "--json", help="Print {verdict, checks: [{id, section, status, values, message, advice}]} on stdout."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Your own training log instead of a model: CSV with a header or JSON lines with epoch (or step), train_loss and optionally val_loss, grad_norm, lr; charrnn's metrics.jsonl works too.", rich_help_panel="Training log"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="With --log: your loop's batch size B (sequences per batch).", rich_help_panel="Training log"),
+    vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="With --log: your vocabulary size V \\[default: the distinct characters of --text].", rich_help_panel="Training log"),
+    train_size: Optional[int] = typer.Option(None, "--train-size", help="With --log: sequences in your training set (what len(training_set) returns).", rich_help_panel="Training log"),
+    val_size: Optional[int] = typer.Option(None, "--val-size", help="With --log: sequences in your validation set (len(validation_set)).", rich_help_panel="Training log"),
 ):
-    """Why is the loss flat or rising? Measure normalisation, hidden-state handling and gradients of a trained model."""
+    """Why is the loss flat or rising? Measure normalisation, hidden-state handling and gradients of a trained model, or read your own training log (--log)."""
     from rich.markup import escape
 
     from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint, diagnose_factory
-    from charrnn.diagnose_checks import SECTIONS
+    from charrnn.diagnose import SECTIONS
 
+    if log is not None:
+        if ckpt is not None or model_factory is not None:
+            raise CharRNNError("--log reads a training log on its own: give no checkpoint or --model-factory with it")
+        return _diagnose_log(log, batch_size, seq_len, vocab_size, text, train_size, val_size, json_out)
     if (ckpt is None) == (model_factory is None):
         raise CharRNNError("give a checkpoint or --model-factory module:function (one of them)")
     if model_factory is not None and text is None:
@@ -525,13 +752,209 @@ def diagnose(
         raise CharRNNError(f"diagnose: {len(report.failed)} check(s) failed: {', '.join(c.id for c in report.failed)}", exit_code=1)
 
 
+def _diagnose_log(log, batch_size, seq_len, vocab_size, text, train_size, val_size, json_out) -> None:
+    """`diagnose --log`: the checks of the user's own log, with the recorded curves next to the corrected ones."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from charrnn.diagnose.log import SECTION, LogOptions, diagnose_log
+
+    opts = LogOptions(batch_size=batch_size, seq_len=seq_len, vocab_size=vocab_size, text=str(text) if text else None,
+                      train_size=train_size, val_size=val_size)
+    report = diagnose_log(log, opts)
+    if json_out:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    colour = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+    subj = report.subject
+    console.print(f"[{colour[report.verdict]}]{escape(report.summary)}[/]")
+    known = ", ".join(f"{k} {subj[k]}" for k in ("batch_size", "seq_len", "train_size", "val_size") if subj[k] is not None)
+    unigram = f", unigram entropy {subj['unigram_entropy']:.3f}" if subj["unigram_entropy"] is not None else ""
+    console.print(f"[dim]{escape(subj['log'])} ({subj['format']}, {subj['rows']} row{'s' if subj['rows'] != 1 else ''}); vocab {subj['vocab_size']}: "
+                  f"ln V = {subj['ln_vocab']:.3f}{unigram}; {escape(known) or 'no --batch-size / --seq-len given'}[/]")
+    curves, div = subj["curves"], subj["divisors"]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="recorded vs per character", title_justify="left")
+    table.add_column(subj["x"], justify="right")
+    names = [n for n in ("train", "val") if f"{n}_recorded" in curves]
+    for n in names:
+        table.add_column(f"{n} recorded", justify="right")
+        table.add_column(f"{n} per char" + (f" (÷ {div[n]:.4g})" if div[n] != 1 else ""), justify="right")
+    rows = len(curves["x"])
+    most = min(rows, 20)  # long logs: 20 rows spread evenly, the first and the last included
+    shown = sorted({round(k * (rows - 1) / max(most - 1, 1)) for k in range(most)})
+    fmt = lambda v: "-" if v is None or v != v else f"{v:.4g}"  # noqa: E731  (NaN: no value in this row)
+    for i in shown:
+        table.add_row(f"{curves['x'][i]:g}", *[fmt(curves[f"{n}_{c}"][i]) for n in names for c in ("recorded", "corrected")])
+    console.print(table)
+    console.print(f"[bold]{SECTION[1]}[/]")
+    for c in report.checks:
+        console.print(f"  [{colour[c.status]}]{c.status.upper():4}[/] [bold]{c.id}[/]  {escape(c.message)}")
+        if c.status in ("warn", "fail") and c.advice:
+            console.print(f"        [italic]→ {escape(c.advice)}[/]")
+    if report.failed:
+        raise CharRNNError(f"diagnose: {len(report.failed)} check(s) failed: {', '.join(c.id for c in report.failed)}", exit_code=1)
+
+
+# --------------------------------------------------------------------------------------------- probe
+
+_PROBE_HELP = """What did the model learn? Rank its units by how closely they follow a property of the text.
+
+The model reads --text as one stream from a zero state. For each signal: the units ranked by |Pearson r|
+(layer, h or c, index), and a linear probe (ridge regression from every unit, fitted on the first part
+of the text, R^2 on the rest). Built-in signals: depth (nesting of ()[]{}), quote (inside double
+quotes), line-pos, word-pos. --gates: how often each LSTM/GRU gate is saturated. A --model-factory model
+takes part when it has record(x, state) -> (layers, new_state), layers = [{"h": (1,T,H), "c"?, "gates"?}]."""
+
+
+@app.command(help=_PROBE_HELP)
+def probe(
+    ckpt: Optional[str] = typer.Argument(None, metavar="CKPT", help="A run directory or .pt file."),
+    text: Path = typer.Option(..., "--text", help="The UTF-8 text to probe on (preprocessed as in training)."),
+    signal: list[str] = typer.Option([], "--signal", help="Built-in signal: depth, quote, line-pos or word-pos (repeatable)."),
+    signal_regex: list[str] = typer.Option([], "--signal-regex", help="NAME=PATTERN: 1 on characters inside a match, 0 elsewhere (repeatable)."),
+    signal_file: list[str] = typer.Option([], "--signal-file", help="NAME=FILE: one number per character of the text, one per line (repeatable)."),
+    gates: bool = typer.Option(False, "--gates", help="Per layer, how often each gate is saturated (< 0.1 or > 0.9)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With --gates: save the saturation picture (PNG/SVG/PDF; needs pip install 'charrnn\\[plot]')."),
+    top: int = typer.Option(10, "--top", help="Units shown per signal."),
+    max_chars: int = typer.Option(20_000, "--max-chars", help="Probe the first N characters of the text."),
+    fit_frac: float = typer.Option(0.8, "--fit-frac", help="The linear probe is fitted on this first fraction of the text, scored on the rest."),
+    model_factory: Optional[str] = typer.Option(None, "--model-factory", help="module:function or file.py:function returning your own model (see above)."),
+    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda | mps"),
+    impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch, scratch or auto layers \\[default: the one it was trained with]."),
+    json_out: bool = typer.Option(False, "--json", help="Print the ranked units, probes and gate fractions as JSON."),
+):
+    from charrnn.probe import ProbeOptions, probe as run_probe, save_gate_picture
+
+    if (ckpt is None) == (model_factory is None):
+        raise CharRNNError("give a checkpoint or --model-factory module:function (one of them)")
+    if plot is not None and not gates:
+        raise CharRNNError("--plot draws the gate saturation: add --gates")
+    opts = ProbeOptions(signals=tuple(signal), regexes=tuple(signal_regex), files=tuple(signal_file), gates=gates, top=top,
+                        max_chars=max_chars, fit_frac=fit_frac, device=device, impl=impl)
+    with console.status("recording activations", spinner="dots"):
+        report = run_probe(ckpt, text, opts, factory=model_factory)
+    if plot is not None:
+        save_gate_picture(report["gates"], plot)
+    if json_out:
+        print(json.dumps(report))
+    else:
+        _print_probe(report)
+    if plot is not None:
+        console.print(f"gate picture written to {plot}")
+
+
+def _print_probe(report: dict) -> None:
+    from rich import box
+    from rich.table import Table
+
+    out.print(f"{report.get('checkpoint') or report.get('factory')}: {report['model']}; {report['units']} units over "
+              f"the first {report['chars']:,} of {report['text_chars']:,} characters of {report['text']}")
+    for sig in report["signals"]:
+        if sig["constant"]:
+            out.print(f"\n[bold]{sig['name']}[/]: constant on this text ({sig['mean']:g}): no unit can follow it")
+            continue
+        table = Table(title=f"{sig['name']} (mean {sig['mean']:.3g}, std {sig['std']:.3g})", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("rank", "layer", "h/c", "unit", "r"):
+            table.add_column(col, justify="right")
+        for i, u in enumerate(sig["top"], 1):
+            table.add_row(str(i), str(u["layer"]), u["part"], str(u["index"]), f"{u['r']:+.4f}")
+        out.print(table)
+        if sig["constant_units"]:
+            out.print(f"  {sig['constant_units']} unit(s) constant on this text (no correlation)")
+        p = sig["probe"]
+        r2 = "undefined (the signal is constant on the held-out part)" if p["r2"] is None else f"{p['r2']:.4f}"
+        out.print(f"  linear probe from all units: held-out R^2 {r2} (ridge, penalty {p['penalty']:g} x rows, "
+                  f"fitted on the first {p['fit_chars']:,} characters, scored on the last {p['test_chars']:,})")
+    if "gates" in report:
+        table = Table(title="gate saturation: share of (character, unit) pairs", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("layer", "gate", "< 0.1", "> 0.9", "units mostly < 0.1", "units mostly > 0.9"):
+            table.add_column(col, justify="right")
+        for g in report["gates"]:
+            table.add_row(str(g["layer"]), g["gate"], f"{g['left']:.3f}", f"{g['right']:.3f}",
+                          f"{g['units_mostly_left']}/{g['units']}", f"{g['units_mostly_right']}/{g['units']}")
+        out.print(table)
+
+
+# ------------------------------------------------------------------------------------------- explore
+
+
+@app.command()
+def explore(
+    ckpt: str = typer.Argument(..., metavar="CKPT", help="A run directory or a .pt file."),
+    text: Optional[Path] = typer.Option(None, "--text", help="Explore this UTF-8 file (preprocessed as in training) \\[default: the run's val split]."),
+    split_name: Optional[str] = typer.Option(None, "--split", help="train | val | test of the training corpus, instead of --text."),
+    out_file: Path = typer.Option(Path("explore.html"), "--out", help="Where to write the page."),
+    max_chars: int = typer.Option(3000, "--max-chars", help="Characters explored at most: the first N of the text; with --serve, the longest text a user may submit."),
+    serve: bool = typer.Option(False, "--serve", help="Serve the page instead of writing it, with a box to type or paste a text and score it; Ctrl-C stops."),
+    host: str = typer.Option("127.0.0.1", "--host", help="With --serve: the address to listen on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="With --serve: the port; 0 picks a free one."),
+    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda | mps"),
+    impl: Optional[str] = typer.Option(None, "--impl", help="Run the checkpoint with torch, scratch or auto layers \\[default: the one it was trained with]."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the training corpus lives, if not where it was."),
+):
+    """A page to explore a model on a text: surprisal colours, top-5 guesses on hover, one unit's activation,
+    and the units that follow brackets, quotes, line and word position. One self-contained HTML file."""
+    from charrnn.explore import page_data, render_page, write_page
+    from charrnn.surprisal import load_for_scoring
+
+    if text is not None and split_name is not None:
+        raise CharRNNError("give either --text or --split, not both")
+    if serve:
+        return _serve_explore(ckpt, text, split_name, max_chars, host, port, device, impl, data_dir)
+    model, dev, ids, source, ck = load_for_scoring(ckpt, text, split_name or ("val" if text is None else None),
+                                                     device, impl, data_dir, max_chars)
+    with console.status(f"scoring {len(ids):,} characters and recording the units", spinner="dots"):
+        data = page_data(model, ck.vocab, ids, dev, source=source, checkpoint=ck.path)
+    path = write_page(out_file, render_page(data))
+    console.print(f"{source}: {data['summary']}")
+    out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
+
+
+def _serve_explore(ckpt, text, split_name, max_chars, host, port, device, impl, data_dir):
+    from charrnn.checkpoint import load
+    from charrnn.device import resolve_device
+    from charrnn.explore import empty_data, page_data, render_page
+    from charrnn.explore_server import make_server
+    from charrnn.surprisal import load_for_scoring
+
+    if max_chars < 2:
+        raise CharRNNError(f"--max-chars must be at least 2 (got {max_chars})")
+    if text is not None or split_name is not None:
+        model, dev, ids, source, ck = load_for_scoring(ckpt, text, split_name, device, impl, data_dir, max_chars)
+        first = page_data(model, ck.vocab, ids, dev, source=source, checkpoint=ck.path)
+    else:
+        dev = resolve_device(device)
+        ck = load(ckpt, dev, impl=impl)
+        model = ck.model
+        first = empty_data(f"{ck.path}: type or paste a text above and press Score")
+
+    def score(raw: str) -> dict:
+        ids = ck.vocab.encode(ck.preprocessing.text(raw))
+        if len(ids) < 2:
+            raise CharRNNError("type at least 2 characters (after the model's preprocessing)")
+        return page_data(model, ck.vocab, ids, dev, source="your text", checkpoint=ck.path)
+
+    server = make_server(score, render_page(first, serve=True, max_chars=max_chars), host, port, max_chars)
+    bound_host, bound_port = server.server_address[:2]
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can score texts with the model")
+    console.print(f"serving {ck.path} on http://{bound_host}:{bound_port}/ (texts up to {max_chars:,} characters); Ctrl-C stops", soft_wrap=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
+    finally:
+        server.server_close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script. Click reports usage errors itself (exit 2), the app turns
-    CharRNNError into one line; anything unexpected also becomes one line (CHARRNN_DEBUG=1: traceback)."""
+    CharRNNError into one line and its code; anything unexpected is a bug: one line and exit code 3
+    (CHARRNN_DEBUG=1: the traceback). The codes are listed in `charrnn.errors`."""
     try:
         app(args=argv, prog_name="charrnn")
     except Exception as e:
         if _debug():
             raise
         print(f"charrnn: internal error: {type(e).__name__}: {e} (set CHARRNN_DEBUG=1 for the traceback)", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(EXIT_INTERNAL)

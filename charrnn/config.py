@@ -24,6 +24,7 @@ STATES = ("auto", "reset", "carry")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_EPOCHS = 10  # the budget when none of --epochs, --max-steps, --minutes is given
 
 
 def _check(cond: bool, message: str) -> None:
@@ -83,10 +84,10 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     schedule: str = "constant"
-    warmup: int = 0  # steps of linear warm-up (or seconds' worth of the budget under --minutes, pro rata)
+    warmup: int = 0  # steps of linear warm-up (always steps, whatever the budget's kind)
     min_lr_frac: float = 0.1  # cosine decays to lr * min_lr_frac
     clip: float = 1.0  # global gradient-norm clip; 0 = off
-    # budgets: whichever ends first; none given = 1 epoch... see train.resolve_budget
+    # budgets: whichever ends first; none given = DEFAULT_EPOCHS epochs (see runstate.Budget.of)
     epochs: int = 0
     max_steps: int = 0
     minutes: float = 0.0
@@ -98,12 +99,16 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     # reporting
     eval_every: int = 200
+    eval_chars: int = 65536  # validation characters scored per evaluation during training (a fixed,
+    # evenly spread part of a longer split; the whole split at the end); 0 = the whole split every time
     log_every: int = 20
     sample_every: int = 2  # a sample every this many evaluations; 0 = never
     sample_prefix: str = ""
     sample_length: int = 100
     # output
     out: str | None = None  # run directory; None = runs/<corpus>-<model>
+    # fine-tuning: a new run that starts from this checkpoint's weights (charrnn.finetune)
+    init_from: str | None = None
 
     def __post_init__(self):
         _check(self.encoding_errors in ("strict", "replace"), "--encoding-errors must be strict or replace")
@@ -122,6 +127,7 @@ class TrainConfig:
         _check(self.clip >= 0, "--clip must be 0 (off) or positive")
         _check(self.epochs >= 0 and self.max_steps >= 0 and self.minutes >= 0, "budgets must not be negative")
         _check(self.eval_every >= 1 and self.log_every >= 1, "--eval-every and --log-every must be at least 1")
+        _check(self.eval_chars >= 0, "--eval-chars must be 0 (the whole split) or positive")
         _check(self.threads >= 0, "--threads must not be negative")
 
     def state_policy(self) -> str:

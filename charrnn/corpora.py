@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from charrnn import __version__
+from charrnn import __version__, documents
 from charrnn.errors import CharRNNError
 
 Progress = Callable[[int, "int | None"], None]
@@ -380,11 +380,13 @@ def resolve_corpus(
     mirror: str | None = None,
     notice: Callable[[str], None] | None = None,
     progress: Progress | None = None,
+    encoding_errors: str = "strict",
 ) -> tuple[str, Path]:
     """Turn what the user asked to train on into (name, path of a verified or user-given text file).
 
-    `corpus` is a catalog name (downloaded if missing, from `mirror` or $CHARRNN_MIRROR) or a path to an
-    existing file (returned as is, named after its stem); catalog names win, so write ./timemachine for a
+    `corpus` is a catalog name (downloaded if missing, from `mirror` or $CHARRNN_MIRROR), a path to an
+    existing file (returned as is, named after its stem), or a directory or glob pattern of many files
+    (joined into one text, `charrnn.documents`); catalog names win, so write ./timemachine for a
     file of that name. None means timemachine, falling back to pystdlib with a `notice` when timemachine
     cannot be had. A corpus named explicitly never falls back: its failure is the error.
     """
@@ -404,6 +406,9 @@ def resolve_corpus(
     path = Path(corpus).expanduser()
     if path.is_file():
         return path.stem, path
+    if path.is_dir() or documents.is_pattern(corpus):
+        name, files = documents.list_documents(corpus)
+        return name, documents.join_documents(name, files, encoding_errors, notice)
     if path.exists():
         raise CharRNNError(f"corpus {corpus} is not a regular file")
     raise CharRNNError(f"no such corpus or file: {corpus}; catalog: {', '.join(CATALOG)}")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +92,9 @@ def _smallest_uint(n: int) -> np.dtype:
 
 @dataclass(frozen=True)
 class Vocab:
-    """The sorted unique characters of a corpus; id i is chars[i]."""
+    """The unique characters of a corpus; id i is chars[i]. Built from a text they are sorted by code
+    point; a fine-tuned model's vocabulary is an old one with new characters appended, so encode does
+    not rely on the order."""
 
     chars: tuple[str, ...]
 
@@ -123,9 +124,10 @@ class Vocab:
         """Text -> ids (1-D array of the smallest unsigned dtype that holds len(vocab) ids)."""
         points = _code_points(text)
         table = np.array([ord(c) for c in self.chars], dtype=np.uint32)
-        ids = np.searchsorted(table, points)
-        ids_clipped = np.minimum(ids, len(table) - 1)
-        bad = table[ids_clipped] != points
+        order = np.argsort(table, kind="stable")  # identity for a sorted vocabulary
+        pos = np.minimum(np.searchsorted(table[order], points), len(table) - 1)
+        ids = order[pos]
+        bad = table[ids] != points
         if bad.any():
             missing = self.unknown(text)
             shown = ", ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
@@ -206,37 +208,3 @@ def stream_layout(n_targets: int, streams: int) -> tuple[int, int]:
     """How many rows and columns lay out n_targets characters as contiguous evaluation streams."""
     rows = max(1, min(streams, n_targets))
     return rows, math.ceil(n_targets / rows)
-
-
-@dataclass
-class Corpus:
-    """A corpus ready for training: its name and file, vocabulary and the three encoded splits."""
-
-    name: str
-    path: str
-    vocab: Vocab
-    train: Any
-    val: Any
-    test: Any
-
-
-def prepare_corpus(cfg, vocab: Vocab | None = None, notice: Callable[[str], None] | None = None) -> Corpus:
-    """Resolve (download if needed), read, preprocess, encode and split the corpus of a TrainConfig.
-    With `vocab` given (a checkpoint's), encode with it instead of building a new one. Files of at least
-    cache.CACHE_MIN_BYTES are encoded once, in chunks, into a cache beside them and memory-mapped
-    (`charrnn.cache`); the splits are then read-only memmap views."""
-    from charrnn import cache, corpora
-
-    name, path = corpora.resolve_corpus(cfg.corpus, corpora.data_dir(cfg.data_dir), cfg.mirror, notice=notice)
-    if Path(path).stat().st_size >= cache.CACHE_MIN_BYTES:  # big: encode once in chunks, then memory-map
-        vocab, ids = cache.cached_ids(path, cfg.lowercase, cfg.letters_only, cfg.max_chars, cfg.encoding_errors,
-                                      vocab=vocab, notice=notice)
-        return Corpus(name, str(path), vocab, *split(ids, cfg.val_frac, cfg.test_frac))
-    text = preprocess(read_text(path, cfg.encoding_errors), cfg.lowercase, cfg.letters_only, cfg.max_chars)
-    if not text:
-        raise CharRNNError(f"corpus {name} ({path}) is empty (after preprocessing)")
-    if len(text) < 2:
-        raise CharRNNError(f"corpus {name} has 1 character (after preprocessing); a language model needs at least 2")
-    vocab = vocab or Vocab.from_text(text)
-    train_ids, val_ids, test_ids = split(vocab.encode(text), cfg.val_frac, cfg.test_frac)
-    return Corpus(name, str(path), vocab, train_ids, val_ids, test_ids)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from charrnn.train import Event
+from charrnn.loop import Event
 
 
 def _fmt(x, digits=4) -> str:
@@ -113,8 +113,56 @@ class TrainDisplay:
             parts.append(f"val loss {_fmt(d['val_loss'])} nats, {_fmt(d['val_bpc'], 3)} bpc, ppl {_fmt(d['val_perplexity'], 3)}")
         self.console.print("[bold]done:[/] " + ", ".join(parts))
         self.console.print(f"checkpoint: {escape(d['checkpoint'])}   sample it: charrnn sample {escape(d['run_dir'])}")
+        self.console.print(f"curves: charrnn plot {escape(d['run_dir'])}   (add --terminal to draw them here)")
 
     def stop(self):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+# ------------------------------------------------------------------- surprisal map (`eval --show`)
+
+
+def surprisal_map(chars: list[str], bits: list):
+    """The text as rich Text, each character on the background of its surprisal in bits (None for the
+    first, which nothing predicts), in the page's colours; newlines shown as a dim ↵ before the break."""
+    from rich.text import Text
+
+    from charrnn.surprisal import surprisal_rgb
+
+    out = Text()
+    for c, b in zip(chars, bits):
+        style = "" if b is None else "black on rgb({},{},{})".format(*surprisal_rgb(b))
+        if c == "\n":
+            out.append("\u21b5", style=(style + " dim").strip())
+            out.append("\n")
+        else:
+            out.append(c, style=style)
+    return out
+
+
+def surprisal_legend():
+    from rich.text import Text
+
+    from charrnn.surprisal import MAX_BITS, surprisal_rgb
+
+    legend = Text("surprisal: ")
+    for b in range(0, int(MAX_BITS) + 1, 2):
+        legend.append(f" {b}{'+' if b == MAX_BITS else ''} ", style="black on rgb({},{},{})".format(*surprisal_rgb(b)))
+    legend.append(" bits")
+    return legend
+
+
+def worst_table(rows: list[dict], top: list[list]):
+    """The most surprising characters (rows from explore.worst_rows) with what the model expected."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="most surprising characters", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, justify in (("bits", "right"), ("at", "right"), ("context", "left"), ("model expected", "left")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    for r in rows:
+        guesses = ", ".join(f"{c!r} {p:.0%}" for c, p in top[r["i"]][:3])
+        table.add_row(f"{r['bits']:.2f}", str(r["i"]), escape(f"…{r['before']}[{r['char']}]{r['after']}…"), escape(guesses))
+    return table

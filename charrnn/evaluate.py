@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -50,72 +51,88 @@ class LossReport:
         return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}
 
 
+def scan_chunks(model, state, cols: int, chunk: int, take: Callable[[int, int], torch.Tensor],
+                forward: Callable | None = None, detach: Callable = detach_state) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Feed columns [s, e) of a (rows, cols) layout chunk by chunk, the state carried from chunk to chunk
+    (detached: no graph across chunks). `take(s, e)` returns the input ids (rows, e - s) on the model's
+    device; yields (s, e, logits (rows, e - s, V)). The one place charrnn scores streams with carried
+    state: `evaluate_ids`, diagnose's `score_rows` and the by-position profile all walk it."""
+    forward = forward or model
+    for s in range(0, cols, chunk):
+        e = min(s + chunk, cols)
+        logits, state = forward(take(s, e), state)
+        yield s, e, logits
+        state = detach(state)
+
+
 @torch.no_grad()
-def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256) -> LossReport:
+def score_streams(model, x: torch.Tensor, y: torch.Tensor, device, chunk: int, forward: Callable | None = None,
+                  detach: Callable = detach_state) -> torch.Tensor:
+    """Per-character NLL (rows, cols), float64 on the CPU, of rows x -> y scored from a fresh state carried
+    across chunks: column t of every row is scored with exactly t characters of context."""
+    chunks = scan_chunks(model, model.begin_state(x.shape[0], device), x.shape[1], chunk,
+                         take=lambda s, e: x[:, s:e].to(device), forward=forward, detach=detach)
+    out = []
+    for s, e, logits in chunks:
+        nll = F.cross_entropy(logits.float().flatten(0, 1), y[:, s:e].to(device).flatten(), reduction="none")
+        out.append(nll.view(logits.shape[:2]).double().cpu())
+    return torch.cat(out, dim=1)
+
+
+def window_layout(n_targets: int, max_chars: int) -> tuple[np.ndarray, int]:
+    """A fixed, representative part of a split too long to score whole during training: rows windows of
+    cols targets each (rows * cols <= max_chars), evenly spaced from the split's start to its end, so
+    every region of the text is represented and the same characters are scored at every evaluation.
+    -> starts (rows, 1), cols."""
+    rows = max(1, min(MAX_STREAMS, max_chars // MIN_STREAM))
+    cols = max(1, min(max_chars // rows, n_targets))
+    starts = np.linspace(0, n_targets - cols, rows).round().astype(np.int64)[:, None]
+    return starts, cols
+
+
+@torch.no_grad()
+def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256, max_chars: int = 0) -> LossReport:
     """Score ids[1:] given ids[:-1] with carried state; returns total NLL and the number scored.
 
     Each stream starts from zero state, and its first characters are scored with little context, so
-    by default streams are at least MIN_STREAM characters long (and at most MAX_STREAMS run at once)."""
+    by default streams are at least MIN_STREAM characters long (and at most MAX_STREAMS run at once).
+    With max_chars > 0 and more targets than that, only the windows of `window_layout` are scored (each
+    from zero state): a bounded, fixed estimate for evaluations during training. A split that fits in
+    max_chars is scored whole, exactly as without the bound."""
     arr = np.asarray(ids)  # may be a read-only memmap: gathered chunk by chunk, never converted whole
     n = len(arr) - 1
     if n < 1:
         return LossReport(0.0, 0)
-    if streams is None:
-        streams = max(1, min(MAX_STREAMS, n // MIN_STREAM))
-    rows, cols = stream_layout(n, streams)
-    starts = np.arange(rows)[:, None] * cols  # (rows, 1): row r is the stretch [r*cols, (r+1)*cols)
+    if max_chars and n > max_chars:
+        starts, cols = window_layout(n, max_chars)
+        rows = len(starts)
+    else:
+        rows, cols = eval_layout(n, streams)
+        starts = np.arange(rows)[:, None] * cols  # (rows, 1): row r is the stretch [r*cols, (r+1)*cols)
+
+    def positions(s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
+        pos = starts + np.arange(s, e)  # (rows, e - s) input positions
+        return np.minimum(pos, n - 1), pos < n  # the ragged end of the last rows scores nothing
+
+    def take(s: int, e: int) -> torch.Tensor:
+        return torch.from_numpy(arr[positions(s, e)[0]].astype(np.int64)).to(device)
+
     was_training = model.training
     model.eval()
-    state = model.begin_state(rows, device)
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for s in range(0, cols, chunk):
-        pos = starts + np.arange(s, min(s + chunk, cols))  # (rows, t) input positions
-        valid = pos < n  # the ragged end of the last rows scores nothing
-        pos = np.minimum(pos, n - 1)
-        xb = torch.from_numpy(arr[pos].astype(np.int64)).to(device)
+    for s, e, logits in scan_chunks(model, model.begin_state(rows, device), cols, chunk, take):
+        pos, valid = positions(s, e)
         yb = torch.from_numpy(arr[pos + 1].astype(np.int64)).to(device)
         mb = torch.from_numpy(valid).to(device)
-        logits, state = model(xb, state)  # (rows, t, V)
         nll = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none")
         total += (nll * mb.flatten()).sum(dtype=torch.float64)
-        state = detach_state(state)
     model.train(was_training)
-    return LossReport(float(total), n)
+    return LossReport(float(total), min(n, rows * cols) if max_chars and n > max_chars else n)
 
 
-def evaluate_text(ckpt_path, text=None, split: str | None = "val", device: str = "auto", impl: str | None = None,
-                  data_dir: str | None = None) -> dict:
-    """`charrnn eval`: score a file, or a split of the checkpoint's own training corpus (re-split with
-    the recorded fractions and preprocessing, encoded with the checkpoint's vocabulary)."""
-    from dataclasses import replace
-
-    from charrnn.checkpoint import load_model
-    from charrnn.config import TrainConfig
-    from charrnn.data import Vocab, prepare_corpus, preprocess, read_text
-    from charrnn.errors import CharRNNError
-    from charrnn.train import resolve_device
-
-    dev = resolve_device(device)
-    model, ckpt = load_model(ckpt_path, dev, impl=impl)
-    vocab = Vocab(tuple(ckpt["vocab"]))
-    tcfg = ckpt.get("train_config") or {}
-    pre = ckpt.get("preprocessing") or {}
-    if text is not None:
-        raw = read_text(text, pre.get("encoding_errors", "strict"))
-        ids = vocab.encode(preprocess(raw, pre.get("lowercase", False), pre.get("letters_only", False)))
-        source = str(text)
-    else:
-        if split not in ("train", "val", "test"):
-            raise CharRNNError(f"--split must be train, val or test (got {split!r})")
-        if not tcfg:
-            raise CharRNNError(f"{ckpt['path']} records no training corpus; use --text FILE")
-        cfg = TrainConfig(**tcfg)
-        corpus_name = (ckpt.get("corpus") or {}).get("path") or cfg.corpus
-        cfg = replace(cfg, corpus=corpus_name, data_dir=data_dir or cfg.data_dir)
-        corpus = prepare_corpus(cfg, vocab=vocab)
-        ids = getattr(corpus, split)
-        if len(ids) < 2:
-            raise CharRNNError(f"the {split} split of {corpus.name} is empty (the run used --{split}-frac {getattr(cfg, split + '_frac', 0)})")
-        source = f"{corpus.name} {split} split"
-    report = evaluate_ids(model, ids, dev, chunk=256)
-    return {**report.to_dict(), "source": source, "checkpoint": ckpt["path"]}
+def eval_layout(n_targets: int, streams: int | None = None) -> tuple[int, int]:
+    """(rows, cols) in which `evaluate_ids` lays out n_targets characters: contiguous streams, each from
+    a zero state, at least MIN_STREAM characters long by default and at most MAX_STREAMS of them."""
+    if streams is None:
+        streams = max(1, min(MAX_STREAMS, n_targets // MIN_STREAM))
+    return stream_layout(n_targets, streams)

@@ -130,6 +130,10 @@ class GradcheckReport:
 
 # ----------------------------------------------------------------------------------------------------
 # the reference: plain autograd through a Python loop over time steps
+#
+# The cell equations are written here once more on purpose, not taken from charrnn.scratch or
+# charrnn.activations: a reference that shared its code with the engine it checks would share its bugs
+# (a wrong gate order would then pass). It follows torch's documented equations independently.
 
 
 def loop_cell(kind: str, x, state, W_ih, W_hh, b_ih, b_hh):
@@ -346,13 +350,9 @@ def run_gradcheck(opts: GradcheckOptions, on_row: Callable[[GradcheckRow], None]
 def options_from_checkpoint(path: str, **overrides) -> GradcheckOptions:
     """Options for a checkpoint's architecture: its cell, layers, hidden, embed and vocab, unless a
     non-None override is given for them (to shrink it); batch, seq_len and the rest as overridden or default."""
-    from charrnn.checkpoint import load_checkpoint  # lazy: only this path needs the loader
+    from charrnn.checkpoint import load  # lazy: only this path needs the loader
 
-    ckpt = load_checkpoint(path)
-    try:
-        cfg = ModelConfig(**ckpt["model_config"])
-    except (KeyError, TypeError) as e:
-        raise CharRNNError(f"{path}: no usable model_config in the checkpoint ({e})") from None
+    cfg = load(path).model_config  # configs only: the weights are not needed to check the gradients
     opts = dict(model=cfg.model, layers=cfg.layers, hidden=cfg.hidden, embed=cfg.embed, vocab=cfg.vocab_size)
     opts.update({k: v for k, v in overrides.items() if v is not None})
     return GradcheckOptions(**opts)

@@ -32,3 +32,46 @@ def tiny_options(corpus: Path, out: Path, **over) -> dict:
                 max_steps=30, eval_every=10, log_every=5, sample_every=0, seed=0, lr=3e-3)
     opts.update(over)
     return opts
+
+
+def cli(*args, code: int = 0):
+    """Run the charrnn CLI in-process; assert its exit code and that no traceback was printed."""
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exit_code == code, f"exit {r.exit_code}, expected {code}:\n{r.output}"
+    assert "Traceback" not in r.output
+    return r
+
+
+def error_line(r) -> str:
+    """The one line a failed command printed on stderr."""
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{r.stderr}"
+    assert lines[0].startswith("charrnn: error: ")
+    return lines[0]
+
+
+def make_brackets(n_chars: int = 20000, seed: int = 0, max_depth: int = 8) -> str:
+    """Random letters, '(' and ')', every line closed back to depth 0 before its newline: the corpus on
+    which a model must count to predict (')' is impossible at depth 0; a line can only end there)."""
+    rng = random.Random(seed)
+    out, size = [], 0
+    while size < n_chars:
+        length, depth, line = rng.randint(20, 70), 0, []
+        while len(line) < length or depth:
+            closing_time = len(line) + depth >= length  # close what is open before the line ends
+            u = rng.random()
+            if depth and (closing_time or u < 0.25):
+                line.append(")")
+                depth -= 1
+            elif not closing_time and depth < max_depth and u < 0.5:
+                line.append("(")
+                depth += 1
+            else:
+                line.append(rng.choice("abcdefghijklmnopqrstuvwxyz"))
+        out.append("".join(line) + "\n")
+        size += len(line) + 1
+    return "".join(out)  # whole lines: the text ends at depth 0 too

@@ -12,7 +12,8 @@ import torch
 
 from charrnn import cache
 from charrnn.config import TrainConfig
-from charrnn.data import Batches, Vocab, prepare_corpus, preprocess, read_text
+from charrnn.data import Batches, Vocab, preprocess, read_text
+from charrnn.dataset import prepare_corpus
 
 # Line breaks of every kind, a final sigma at a line end, letters of other scripts, digits and a BOM:
 # whatever could behave differently when the text is cut into pieces.

@@ -11,27 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
-from charrnn.cli import app
-
-from helpers import write_corpus
-
-runner = CliRunner()
 
 
-def run(*args, code=0):
-    r = runner.invoke(app, [str(a) for a in args])
-    assert r.exit_code == code, f"exit {r.exit_code}, expected {code}:\n{r.output}"
-    assert "Traceback" not in r.output
-    return r
-
-
-def error_line(r) -> str:
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{r.stderr}"
-    assert lines[0].startswith("charrnn: error: ")
-    return lines[0]
+from helpers import cli as run, error_line, write_corpus
 
 
 TINY = ["--hidden", "32", "--batch-size", "8", "--seq-len", "16", "--eval-every", "10", "--sample-every", "0"]

@@ -299,8 +299,10 @@ def test_resolve_a_path_returns_it_as_is(tmp_path):
     text = tmp_path / "my notes.txt"
     text.write_text("hello\n")
     assert corpora.resolve_corpus(str(text), tmp_path / "data") == ("my notes", text)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # neither a file nor a directory of files (a directory is a many-file corpus)
     with pytest.raises(CharRNNError, match="not a regular file"):
-        corpora.resolve_corpus(str(tmp_path), tmp_path / "data")
+        corpora.resolve_corpus(str(fifo), tmp_path / "data")
 
 
 def test_resolve_a_name_downloads_it(shared_corpora, tmp_path):

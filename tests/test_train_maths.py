@@ -121,18 +121,21 @@ def test_clip_scales_the_gradient_to_the_clip_norm(periodic, tmp_path, spy):
     assert log["grad_norm"] == pytest.approx(float(norm), rel=1e-4) and log["clipped"] == 1.0
 
 
-def test_adamw_decays_every_weight_by_lr_times_decay(periodic, tmp_path, spy):
+def test_adamw_decays_the_weight_matrices_by_lr_times_decay_and_not_the_biases(periodic, tmp_path, spy):
     """AdamW is decoupled: after one step the decayed weights differ from the undecayed ones by -lr*wd*p0
-    (the Adam part of the step is the same: same weights, same batch). Every parameter is decayed."""
+    (the Adam part of the step is the same: same weights, same batch). Matrices (and the embedding) are
+    decayed; biases are not (decaying the LSTM forget-gate bias would pull it towards forgetting)."""
     lr, wd = 0.01, 0.5
     plain = run(periodic, tmp_path / "plain", optimizer="adamw", lr=lr, weight_decay=0.0, max_steps=1)
     decayed = run(periodic, tmp_path / "decayed", optimizer="adamw", lr=lr, weight_decay=wd, max_steps=1)
     before = spy[0][2]
     assert all(torch.equal(before[n], spy[1][2][n]) for n in before)  # both runs started from the same weights
+    assert any(p0.dim() < 2 for p0 in before.values()) and any(p0.dim() >= 2 for p0 in before.values())
     for name, p0 in before.items():
-        torch.testing.assert_close(decayed["model"][name] - plain["model"][name], -lr * wd * p0, rtol=1e-4, atol=1e-7,
-                                   msg=lambda m: f"{name}: AdamW did not decay it by lr * weight_decay {m}")
-    assert [g["weight_decay"] for g in decayed["optimizer"]["param_groups"]] == [wd] * len(decayed["optimizer"]["param_groups"])
+        want = -lr * wd * p0 if p0.dim() >= 2 else torch.zeros_like(p0)
+        torch.testing.assert_close(decayed["model"][name] - plain["model"][name], want, rtol=1e-4, atol=1e-7,
+                                   msg=lambda m: f"{name}: AdamW decay is not lr * weight_decay on matrices only {m}")
+    assert sorted(g["weight_decay"] for g in decayed["optimizer"]["param_groups"]) == [0.0, wd]
 
 
 def test_dropout_before_the_head_is_on_in_training_and_off_in_eval():

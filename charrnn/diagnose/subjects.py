@@ -1,29 +1,13 @@
-"""`charrnn diagnose`: why a character model's loss is flat or rising, measured on the trained model.
-
-    report = diagnose_checkpoint("runs/tinyshakespeare-lstm")            # its val split
-    report = diagnose_factory("mymodel.py:build", "input.txt")           # a user's own model
-    report.verdict                      # "ok" | "warn" | "fail"
-    for check in report.checks: ...     # Check(id, section, status, values, message, advice)
-    report.to_dict()                    # what --json prints
-
-Three sections, each a set of checks with stable ids (see README, "diagnose"):
-
-    loss   normalisation: recomputed vs recorded val loss, batch-partition invariance, baselines
-           (uniform, unigram), the recorded curves, a worked example of the classic mistakes
-    state  hidden-state reset: row independence, call independence, reset vs carry (against the
-           run's sampling scheme x state policy), warm-up profile, memory horizon
-    grad   gradient health: ||dL/dh_t|| against distance, spectral radius of the recurrent matrices,
-           saturated units, the recorded gradient norms / clipping / learning rate
-
-The measurements live in `charrnn.diagnose_measure`, the checks that judge them (every threshold a named
-constant) in `charrnn.diagnose_checks`; this module prepares what is diagnosed and runs the checks.
-The engine returns data and never prints; `charrnn.cli` renders the report.
+"""What `charrnn diagnose` is pointed at, and the runner: a charrnn checkpoint (its corpus, training
+config and metrics), a user's model from --model-factory (PyTorch, or NumPy through `NumpyModel`), and
+`run_checks`, which calls every registered check in report order.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -33,9 +17,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from charrnn import diagnose_measure as m
-from charrnn.diagnose_checks import CHECK_IDS, CHECKS, STATUSES, Check, Context, plain, probe
+from charrnn.diagnose import measure as m
+from charrnn.diagnose.context import REGISTRY, STATUSES, Check, Context, plain, probe, speak_to_user
+from charrnn.diagnose.numpy_model import as_torch_model
 from charrnn.errors import CharRNNError
+
 
 @dataclass(frozen=True)
 class DiagnoseOptions:
@@ -70,14 +56,24 @@ class Diagnosis:
         return [c for c in self.checks if c.status == "fail"]
 
     @property
+    def headline(self) -> Check | None:
+        """The check the one-line verdict names: the most fundamental failure (lowest registered cause
+        rank, report order among equals), else the most fundamental warning."""
+        for status in ("fail", "warn"):
+            bad = [c for c in self.checks if c.status == status]
+            if bad:
+                return min(bad, key=lambda c: c.cause)  # min is stable: report order breaks ties
+        return None
+
+    @property
     def summary(self) -> str:
-        """The one-line verdict: the first failure (else warning) in plain words."""
-        bad = self.failed or [c for c in self.checks if c.status == "warn"]
+        """The one-line verdict: the root cause in plain words."""
         counts = {s: sum(c.status == s for c in self.checks) for s in STATUSES}
         tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        if not bad:
+        top = self.headline
+        if top is None:
             return f"ok: no problem found ({tally})"
-        return f"{self.verdict}: {bad[0].message} [{bad[0].id}] ({tally})"
+        return f"{self.verdict}: {top.message} [{top.id}] ({tally})"
 
     def to_dict(self) -> dict:
         return {"verdict": self.verdict, "summary": self.summary, "subject": plain(self.subject),
@@ -102,6 +98,7 @@ class Subject:
     metrics_path: str | None = None
     val_ids: torch.Tensor | None = None  # the run's val split, for the recorded-loss check
     val_note: str | None = None  # why val_ids is None
+    train_ids: np.ndarray | None = None  # the run's train split, for the trained-horizon check
 
 
 def diagnose_checkpoint(target, text: str | Path | None = None, options: DiagnoseOptions = DiagnoseOptions(),
@@ -110,7 +107,7 @@ def diagnose_checkpoint(target, text: str | Path | None = None, options: Diagnos
     from charrnn.checkpoint import load_model
     from charrnn.config import TrainConfig
     from charrnn.data import Vocab, preprocess, read_text
-    from charrnn.train import resolve_device
+    from charrnn.device import resolve_device
 
     device = resolve_device(options.device)
     model, ckpt = load_model(target, device)
@@ -152,14 +149,15 @@ def diagnose_checkpoint(target, text: str | Path | None = None, options: Diagnos
     else:
         val_note = corpus_error or ("the run has no val split (--val-frac 0)" if corpus is not None else "no training config recorded")
     subject = Subject(model, torch.as_tensor(np.asarray(ids).astype(np.int64)), len(vocab), description, ckpt, tcfg,
-                      metrics, str(metrics_path) if metrics is not None else None, val_ids, val_note)
+                      metrics, str(metrics_path) if metrics is not None else None, val_ids, val_note,
+                      corpus.train if corpus is not None else None)
     return run_checks(subject, options, on_check)
 
 
 def _corpus_of(ckpt, tcfg, vocab, data_dir):
     """The run's corpus re-split as in training (recorded path, preprocessing, fractions), encoded with
     the checkpoint's vocabulary: what `charrnn eval` does."""
-    from charrnn.data import prepare_corpus
+    from charrnn.dataset import prepare_corpus
 
     name = (ckpt.get("corpus") or {}).get("path") or tcfg.corpus
     return prepare_corpus(replace(tcfg, corpus=name, data_dir=data_dir or tcfg.data_dir), vocab=vocab)
@@ -203,6 +201,7 @@ def load_factory(spec: str):
         if not hasattr(model, attr):
             raise CharRNNError(f"--model-factory: the model from {spec} has no {attr!r} (needed: forward(x, state) -> "
                                "(logits, state), begin_state(batch_size, device), vocab)")
+    model = as_torch_model(model)
     if not callable(model):
         raise CharRNNError(f"--model-factory: {spec} returned {type(model).__name__}, which cannot be called as model(x, state)")
     return model
@@ -253,16 +252,19 @@ def diagnose_model(model, text: str | Path, options: DiagnoseOptions = DiagnoseO
     """Diagnose a model object that follows the interface and has a `vocab`, on a text file. Checks that
     need a training record are skipped."""
     from charrnn.data import read_text
-    from charrnn.train import resolve_device
+    from charrnn.device import resolve_device
 
     device = resolve_device(options.device)
+    model = as_torch_model(model)
     if isinstance(model, torch.nn.Module):
         model = model.to(device)
     tokens = vocab_chars(model.vocab)
     raw = read_text(text)
     ids, unknown = encode_for(tokens, raw)
     vocab_size = int(getattr(model, "vocab_size", len(tokens)))
-    description = {"kind": "factory", "factory": source or type(model).__name__, "model": type(model).__name__,
+    user = getattr(model, "user", model)  # a NumpyModel's own class is the user's
+    description = {"kind": "factory", "factory": source or type(user).__name__,
+                   "model": type(user).__name__ + (" (NumPy)" if getattr(model, "is_numpy", False) else ""),
                    "vocab_size": vocab_size, "text": str(text), "text_chars": int(len(ids)), "unknown_chars": unknown,
                    "unknown_share": unknown / max(len(ids), 1)}
     subject = Subject(model, torch.as_tensor(ids), vocab_size, description, val_note="a model from --model-factory has no recorded training")
@@ -275,7 +277,7 @@ def diagnose_model(model, text: str | Path, options: DiagnoseOptions = DiagnoseO
 
 def run_checks(subject: Subject, options: DiagnoseOptions = DiagnoseOptions(),
                on_check: Callable[[Check], None] | None = None) -> Diagnosis:
-    """Run every check on a prepared subject, in report order."""
+    """Run every registered check on a prepared subject, in report order."""
     t0 = time.perf_counter()
     if hasattr(subject.model, "eval"):
         subject.model.eval()  # dropout off: the model as evaluation and sampling see it
@@ -283,20 +285,37 @@ def run_checks(subject: Subject, options: DiagnoseOptions = DiagnoseOptions(),
         raise CharRNNError(f"the text has {len(subject.ids)} characters; diagnose needs at least 200")
     ctx = Context(subject, options)
     probe(ctx)
-    report = Diagnosis(subject.description | {"chars_scored_max": options.max_chars, "seq_len": ctx.T,
+    report = Diagnosis(subject.description | {"chars_scored_max": options.max_chars, "seq_len": ctx.seq_len,
                                               "device": str(ctx.device), "seed": options.seed})
-    for check_fn in CHECKS:
-        try:
-            result = check_fn(ctx)
-        except CharRNNError:
-            raise
-        except Exception as e:  # one measurement failing must not hide the others
-            cid, section = CHECK_IDS[check_fn.__name__]
-            result = Check(cid, section, "skip", {"error": f"{type(e).__name__}: {e}"},
-                           f"could not be measured on this model: {type(e).__name__}: {e}",
-                           "run with CHARRNN_DEBUG=1 and report it if the model follows the interface")
+    for entry in REGISTRY:
+        result = _run_one(entry, ctx)
         report.checks.append(result)
         if on_check:
             on_check(result)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _run_one(entry, ctx: Context) -> Check:
+    """One check; a measurement that raises becomes a skip, so it cannot hide the others."""
+    if entry.needs_torch and ctx.is_numpy:
+        return Check(entry.id, entry.section, "skip", {}, "needs a PyTorch model (autograd or torch parameters); "
+                     "this one is NumPy, so the measurement is not possible, not failed", "", entry.cause)
+    try:
+        v = entry.fn(ctx)
+    except CharRNNError:
+        raise
+    except Exception as e:
+        if os.environ.get("CHARRNN_DEBUG", "") not in ("", "0"):
+            raise  # the traceback the advice below promises
+        why = f"{type(e).__name__}: {e}"
+        if ctx.user_code:  # their model raised: say so about their code, not as charrnn's failure
+            message = f"your model raised {why} during this measurement"
+            advice = ("check that forward(x, state) accepts any batch size and sequence length and returns (logits (B, T, V), "
+                      "state) shaped like begin_state(B); run with CHARRNN_DEBUG=1 to see where")
+        else:
+            message = f"could not be measured on this model: {why}"
+            advice = "run with CHARRNN_DEBUG=1 and report it"
+        return Check(entry.id, entry.section, "skip", {"error": why}, message, advice, entry.cause)
+    advice = speak_to_user(v.advice) if ctx.user_code else v.advice
+    return Check(entry.id, entry.section, v.status, v.values, v.message, advice, entry.cause)

@@ -109,16 +109,12 @@ def streams(ids: torch.Tensor, rows: int, cols: int, starts: torch.Tensor | None
 # loss
 
 
-@torch.no_grad()
 def score_rows(model, x: torch.Tensor, y: torch.Tensor, device, chunk: int, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-character NLL (rows, cols) of rows scored from a fresh state, carried across chunks."""
-    state = model.begin_state(x.shape[0], device)
-    out = []
-    for s in range(0, x.shape[1], chunk):
-        logits, state = logits_of(model, x[:, s : s + chunk].to(device), state)
-        out.append(nll_of(logits, y[:, s : s + chunk].to(device)).cpu())
-        state = detach(state)
-    nll = torch.cat(out, dim=1)
+    """Per-character NLL (rows, cols) of rows scored from a fresh state, carried across chunks (any model
+    that follows the interface, its output checked on every call)."""
+    from charrnn.evaluate import score_streams
+
+    nll = score_streams(model, x, y, device, chunk, forward=lambda xb, st: logits_of(model, xb, st), detach=detach)
     return nll if mask is None else nll * mask
 
 
@@ -164,8 +160,10 @@ def bigram_entropy(inputs: np.ndarray, targets: np.ndarray, vocab_size: int) -> 
 def row_independence(model, ids: torch.Tensor, device, generator: torch.Generator, rows: int = 4, T: int = 16) -> dict:
     """Perturb the input and the initial state of row 0 and measure how much the other rows move.
 
-    Two chained calls, the second from the state the first returned, so a leak through the returned
-    state (a state pooled over the batch) shows as well as one inside forward."""
+    Two chained calls, the second from the state the first returned: the other rows moving in the first
+    call is a leak inside forward (a statistic over the batch); moving only in the second is a leak
+    through the returned state (a state pooled over the batch). The unperturbed pair runs twice, so a
+    model that keeps state between calls (which moves every row) is told apart."""
     dims = batch_dims(model, device)
     n = len(ids) - 1
     starts = torch.randint(0, max(n - 2 * T, 1), (rows,), generator=generator)
@@ -190,17 +188,23 @@ def row_independence(model, ids: torch.Tensor, device, generator: torch.Generato
         return t + noise.movedim(0, d)
 
     s_b = map_state(perturb_row0, s_a)
-    outs = []
-    for xs, s in ((x, s_a), (x_pert, s_b)):
+
+    def chained(xs, s):
         l1, s1 = logits_of(model, xs[:, :T].to(device), s)
         l2, _ = logits_of(model, xs[:, T:].to(device), s1)
-        outs.append(torch.cat([l1, l2], dim=1).float().cpu())
-    a, b = outs
-    diff_others = float((a[1:] - b[1:]).abs().max())
-    diff_row0 = float((a[0] - b[0]).abs().max())
-    scale = float(a.abs().max())
-    return {"rows": rows, "steps": 2 * T, "state_batch_dims": dims, "max_diff_other_rows": diff_others,
-            "max_diff_perturbed_row": diff_row0, "logit_scale": scale}
+        return l1.float().cpu(), l2.float().cpu()
+
+    a1, a2 = chained(x, s_a)
+    b1, b2 = chained(x_pert, s_b)
+    again1, again2 = chained(x, s_a)  # the baseline once more: a model keeping state between calls moves it
+    within = float((a1[1:] - b1[1:]).abs().max())  # other rows, during the call that saw the perturbation
+    through = float((a2[1:] - b2[1:]).abs().max())  # other rows, in the next call, fed the returned state
+    diff_row0 = float(torch.cat([(a1[0] - b1[0]).abs(), (a2[0] - b2[0]).abs()]).max())
+    repeat = float(torch.cat([(a1 - again1).abs().flatten(), (a2 - again2).abs().flatten()]).max())
+    scale = float(torch.cat([a1, a2], dim=1).abs().max())
+    return {"rows": rows, "steps": 2 * T, "state_batch_dims": dims, "max_diff_other_rows": max(within, through),
+            "max_diff_within_call": within, "max_diff_through_state": through,
+            "max_diff_perturbed_row": diff_row0, "max_diff_same_input_again": repeat, "logit_scale": scale}
 
 
 @torch.no_grad()
@@ -428,51 +432,27 @@ def saturation(model, ids: torch.Tensor, device, rows: int = 16, T: int = 256, s
             "positions": len(hs) * rows}
 
 
+# charrnn.activations gate names -> the names the report shows (and whether the unit is a tanh)
+_GATE_LABELS = {"input": "input gate", "forget": "forget gate", "cell": "cell input g (tanh)", "output": "output gate",
+                "reset": "reset gate", "update": "update gate", "candidate": "candidate n (tanh)"}
+
+
 def _charrnn_gate_saturation(model, x: torch.Tensor, skip: int) -> dict[str, float]:
-    cfg, core = model.config, model.rnn
-    H = cfg.hidden
-    p = model.head.weight
-    inp = model.embedding(x) if model.embedding is not None else F.one_hot(x, cfg.vocab_size).to(p.dtype)  # (B, T, I)
-    B, T, _ = inp.shape
+    """Share of saturated units per gate, averaged over layers, from `charrnn.activations.record` (the
+    cell equations live there, not here)."""
+    from charrnn.activations import record
+
+    trace = record(model, x)  # every layer's h, c and gates, each (B, T, H)
     shares: dict[str, list[float]] = {}
-
-    def add(name, sat):
-        shares.setdefault(name, []).append(float(sat[:, skip:].double().mean()))
-
-    for k in range(cfg.layers):
-        W_ih, W_hh = getattr(core, f"weight_ih_l{k}"), getattr(core, f"weight_hh_l{k}")
-        b_ih, b_hh = getattr(core, f"bias_ih_l{k}"), getattr(core, f"bias_hh_l{k}")
-        gi = inp @ W_ih.T + b_ih  # (B, T, G*H): the input half of every gate, all steps at once
-        h = torch.zeros(B, H, dtype=p.dtype, device=p.device)
-        c = torch.zeros_like(h)
-        outs, hs = [], []
-        for t in range(T):
-            gh = h @ W_hh.T + b_hh  # (B, G*H)
-            if cfg.model == "rnn":
-                h = torch.tanh(gi[:, t] + gh)
-                outs.append((h,))
-            elif cfg.model == "lstm":
-                i, f, g, o = (gi[:, t] + gh).chunk(4, dim=-1)
-                i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-                c = f * c + i * g
-                tc = torch.tanh(c)
-                h = o * tc
-                outs.append((i, f, g, o, tc))
-            else:  # gru: r and z from both halves, n's hidden half gated by r
-                i_r, i_z, i_n = gi[:, t].chunk(3, dim=-1)
-                h_r, h_z, h_n = gh.chunk(3, dim=-1)
-                r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-                nn_ = torch.tanh(i_n + r * h_n)
-                h = (1 - z) * nn_ + z * h
-                outs.append((r, z, nn_))
-            hs.append(h)
-        seq = [torch.stack(parts, dim=1) for parts in zip(*outs)]  # each (B, T, H)
-        names = {"rnn": ("h (tanh)",), "lstm": ("input gate", "forget gate", "cell input g (tanh)", "output gate", "tanh(c)"),
-                 "gru": ("reset gate", "update gate", "candidate n (tanh)")}[cfg.model]
-        for name, s in zip(names, seq):
-            sat = (s.abs() > TANH_SAT) if "tanh" in name else ((s < 1 - SIGMOID_SAT) | (s > SIGMOID_SAT))
-            add(name, sat)
-        inp = torch.stack(hs, dim=1)  # (B, T, H): this layer's output is the next layer's input
+    for layer in trace.layers:
+        units = {_GATE_LABELS[g]: t for g, t in layer["gates"].items()}
+        if trace.model == "rnn":
+            units["h (tanh)"] = layer["h"]
+        if trace.model == "lstm":
+            units["tanh(c)"] = torch.tanh(layer["c"])
+        for name, t in units.items():
+            sat = (t.abs() > TANH_SAT) if "tanh" in name else ((t < 1 - SIGMOID_SAT) | (t > SIGMOID_SAT))
+            shares.setdefault(name, []).append(float(sat[:, skip:].double().mean()))
     return {name: sum(v) / len(v) for name, v in shares.items()}
 
 
