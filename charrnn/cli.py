@@ -283,6 +283,8 @@ def sample(
                            "--top-p or --num-samples")
     if interactive and (json_out or num_samples > 1):
         raise CharRNNError("--interactive writes one continuation per prompt: it takes no --json or --num-samples")
+    if carry and not interactive:
+        raise CharRNNError("--carry continues the text from one prompt to the next: it needs --interactive (-i)")
     ck = load(ckpt, resolve_device(device), impl=impl)
     model, vocab = ck.model, ck.vocab
     normalize = ck.preprocessing.prefix  # the model only ever saw text prepared as its corpus was
