@@ -420,6 +420,10 @@ def eval_(
         raise CharRNNError("give either --text or --split, not both")
     if plot is not None and not by_position:
         raise CharRNNError("--plot needs --by-position")
+    views = [name for name, on in (("--ngram", ngram), ("--show/--html", show or html is not None),
+                                   ("--by-position", by_position)) if on]
+    if len(views) > 1:  # each is its own report; one would be dropped in silence
+        raise CharRNNError(f"{' and '.join(views)} are separate reports: ask for one at a time")
     if ngram:
         return _eval_ngram(ckpt, ngram, text, split_name or ("val" if text is None else None), device, impl, data_dir, json_out)
     if show or html is not None:

@@ -240,3 +240,15 @@ def test_eval_text_on_a_letters_only_model_scores_the_preprocessed_text(letters_
     want = torch.nn.functional.cross_entropy(logits[0], ids[1:]).item()
     assert got["chars"] == len(clean) - 1
     assert got["loss"] == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("flags", [["--ngram", "3", "--show"], ["--ngram", "3", "--by-position"],
+                                   ["--html", "m.html", "--by-position"]])
+def test_eval_refuses_two_reports_at_once(flags):
+    # each of these used to win over the other and drop it in silence; the check comes before any loading
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    r = CliRunner().invoke(app, ["eval", "no-such-run", *flags])
+    assert r.exit_code == 2 and "separate reports" in r.stderr, r.output
