@@ -474,7 +474,7 @@ def _show_by_position(result: dict, plot: Path | None, quiet: bool) -> None:
     if written:
         console.print(f"picture: {written}")
     elif plot is None:
-        console.print("[dim]for a picture of this curve: pip install 'charrnn[plot]'[/]")
+        _note("for a picture of this curve: pip install 'charrnn[plot]'")  # no markup: [plot] is not a style
 
 
 def _eval_ngram(ckpt, order, text, split_name, device, impl, data_dir, json_out) -> None:
