@@ -18,6 +18,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from charrnn import __version__
@@ -434,12 +435,10 @@ def eval_(
         print(json.dumps(result))
     else:
         lay = result["layout"]
-        out.print(f"{result['source']}: loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
+        out.print(f"{escape(result['source'])}: loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
                   f"perplexity {result['perplexity']:.3f} over {result['chars']:,} characters "
                   f"({lay['streams']} stream(s) of {lay['stream_chars']:,} characters, each from a zero state)")
     if result["warning"]:
-        from rich.markup import escape
-
         console.print(f"[yellow]warning:[/] {escape(result['warning'])}")
     if by_position:
         _show_by_position(result, plot, quiet=json_out)
@@ -488,7 +487,7 @@ def _eval_ngram(ckpt, order, text, split_name, device, impl, data_dir, json_out)
     if json_out:
         print(json.dumps(r))
         return
-    out.print(f"{r['source']}: {r['chars']:,} characters scored; n-grams: interpolated Kneser-Ney fitted on the "
+    out.print(f"{escape(r['source'])}: {r['chars']:,} characters scored; n-grams: interpolated Kneser-Ney fitted on the "
               f"{r['train_chars']:,}-character training split")
     table = Table(box=box.SIMPLE_HEAD)
     for col in ("model", "nats/char", "bits/char", "perplexity"):
@@ -527,7 +526,7 @@ def _surprisal_map(ckpt, text, split_name, device, impl, data_dir, max_chars, sh
         console.print(f"wrote the surprisal map of {len(ids):,} characters to {path}")
     if show:
         screen = console if json_out else out  # stdout carries the JSON when both are asked for
-        screen.print(f"{source}: {data['summary']}")
+        screen.print(f"{escape(source)}: {data['summary']}")
         screen.print(surprisal_legend())
         screen.print(surprisal_map(data["chars"], data["bits"]))
         screen.print(worst_table(data["worst"], data["top"]))
@@ -853,8 +852,9 @@ def _print_probe(report: dict) -> None:
     from rich import box
     from rich.table import Table
 
-    out.print(f"{report.get('checkpoint') or report.get('factory')}: {report['model']}; {report['units']} units over "
-              f"the first {report['chars']:,} of {report['text_chars']:,} characters of {report['text']}")
+    out.print(f"{escape(str(report.get('checkpoint') or report.get('factory')))}: {report['model']}; {report['units']} "
+              f"units over the first {report['chars']:,} of {report['text_chars']:,} characters of "
+              f"{escape(report['text'])}")
     for sig in report["signals"]:
         if sig["constant"]:
             out.print(f"\n[bold]{sig['name']}[/]: constant on this text ({sig['mean']:g}): no unit can follow it")
@@ -912,7 +912,7 @@ def explore(
     with console.status(f"scoring {len(ids):,} characters and recording the units", spinner="dots"):
         data = page_data(model, ck.vocab, ids, dev, source=source, checkpoint=ck.path)
     path = write_page(out_file, render_page(data))
-    console.print(f"{source}: {data['summary']}")
+    console.print(f"{escape(source)}: {data['summary']}")
     out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
 
 

@@ -252,3 +252,15 @@ def test_eval_refuses_two_reports_at_once(flags):
 
     r = CliRunner().invoke(app, ["eval", "no-such-run", *flags])
     assert r.exit_code == 2 and "separate reports" in r.stderr, r.output
+
+
+def test_a_file_name_with_brackets_is_printed_as_it_is(trained, tmp_path):
+    # rich read "[draft]" in a user's file name as a style tag and printed "notes.txt" for "notes[draft].txt"
+    d, corpus, _ = trained
+    text = tmp_path / "notes[draft].txt"
+    text.write_text(Path(corpus).read_text()[:400])
+    assert "notes[draft].txt" in run("eval", d / "run", "--text", text).stdout
+    assert "notes[draft].txt" in run("eval", d / "run", "--text", text, "--show", "--max-chars", "50").stdout
+    assert "notes[draft].txt" in run("eval", d / "run", "--text", text, "--ngram", "2").stdout
+    assert "notes[draft].txt" in run("probe", d / "run", "--text", text, "--signal", "line-pos").stdout
+    assert "notes[draft].txt" in run("explore", d / "run", "--text", text, "--out", tmp_path / "x.html").stderr
