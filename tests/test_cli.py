@@ -264,3 +264,9 @@ def test_a_file_name_with_brackets_is_printed_as_it_is(trained, tmp_path):
     assert "notes[draft].txt" in run("eval", d / "run", "--text", text, "--ngram", "2").stdout
     assert "notes[draft].txt" in run("probe", d / "run", "--text", text, "--signal", "line-pos").stdout
     assert "notes[draft].txt" in run("explore", d / "run", "--text", text, "--out", tmp_path / "x.html").stderr
+
+
+def test_resume_and_init_from_together_is_one_clear_error(tmp_path):
+    # it used to load the run and then say "cannot change --init-from when resuming"
+    r = run("train", "--resume", tmp_path / "nowhere", "--init-from", tmp_path / "elsewhere", code=2)
+    assert "--resume" in error_line(r) and "--init-from" in error_line(r) and "not both" in error_line(r)
