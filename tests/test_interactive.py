@@ -151,3 +151,10 @@ def test_a_terminal_session_answers_two_prompts_and_leaves_cleanly(ckpt, leave):
     text = seen.decode(errors="replace")
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, text
     assert want[0] + "\r\n" in text and want[1] + "\r\n" in text and "Traceback" not in text
+
+
+def test_carry_without_the_prompt_loop_is_refused(ckpt):
+    # --carry only means something between prompts; without -i it used to be ignored in silence
+    r = CliRunner().invoke(app, ["sample", str(ckpt), "--carry", "-n", "5"])
+    assert r.exit_code == 2 and "--carry" in r.stderr and "--interactive" in r.stderr
+    assert r.stdout == ""
