@@ -188,7 +188,10 @@ def unescape(text: str) -> str:
             return chr(int(body[1:], 16))
         if body in _ESCAPES:
             return _ESCAPES[body]
-        raise CharRNNError(f"unknown escape \\{body} in {text!r} (known: \\n \\t \\r \\0 \\\\ \\xHH \\uHHHH)")
+        if body in ("x", "u"):
+            digits = "two" if body == "x" else "four"
+            raise CharRNNError(f"--stop {text}: \\{body} needs {digits} hex digits (\\x0a, \\u00e9)")
+        raise CharRNNError(f"--stop {text}: unknown escape \\{body} (known: \\n \\t \\r \\0 \\\\ \\xHH \\uHHHH)")
 
     return re.sub(r"(?s)\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.?)", one, text)
 
