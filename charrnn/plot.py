@@ -117,7 +117,8 @@ def _pyplot():
 
 
 def draw(runs: list[Curves], x: str, metric: str, title: str | None = None):
-    """A matplotlib Figure: each run one colour, val solid with markers, train thin and faded."""
+    """A matplotlib Figure: each run one colour, val solid with markers, train thin and faded (solid when
+    the run has no val curve, as d2l 8.5's recipe)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -125,7 +126,8 @@ def draw(runs: list[Curves], x: str, metric: str, title: str | None = None):
         color = colors[i % len(colors)]
         if run.train:
             xs, ys = zip(*run.train)
-            ax.plot(xs, ys, color=color, alpha=0.45, linewidth=1.0, label=f"{run.name} train")
+            faded = bool(run.val)  # beside a val curve the noisier train curve steps back; alone it is the curve
+            ax.plot(xs, ys, color=color, alpha=0.45 if faded else 1.0, linewidth=1.0 if faded else 1.8, label=f"{run.name} train")
         if run.val:
             xs, ys = zip(*run.val)
             ax.plot(xs, ys, color=color, linewidth=2.0, marker="o", markersize=3, label=f"{run.name} val")
