@@ -90,6 +90,37 @@ def window_layout(n_targets: int, max_chars: int) -> tuple[np.ndarray, int]:
     return starts, cols
 
 
+def _stream_starts(n: int, streams: int | None, max_chars: int) -> tuple[np.ndarray, int, int]:
+    """Where each row of the evaluation layout starts: (starts (rows, 1), cols, characters scored).
+    The windows of `window_layout` when max_chars bounds a longer text, else `eval_layout`'s streams."""
+    if max_chars and n > max_chars:
+        starts, cols = window_layout(n, max_chars)
+        return starts, cols, min(n, len(starts) * cols)
+    rows, cols = eval_layout(n, streams)
+    return np.arange(rows)[:, None] * cols, cols, n  # row r is the stretch [r*cols, (r+1)*cols)
+
+
+def _scored_chunks(model, arr: np.ndarray, device, starts: np.ndarray, cols: int, chunk: int,
+                   forward: Callable | None, dtype: torch.dtype) -> Iterator[tuple[np.ndarray, np.ndarray, torch.Tensor]]:
+    """Walk the layout `starts` x cols over arr (inputs arr[:-1], targets arr[1:]) with carried state;
+    yields (pos (rows, t) input positions, valid (rows, t), nll (rows, t) in dtype on the device)."""
+    n = len(arr) - 1
+
+    def positions(s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
+        pos = starts + np.arange(s, e)  # (rows, e - s) input positions
+        return np.minimum(pos, n - 1), pos < n  # the ragged end of the last rows scores nothing
+
+    def take(s: int, e: int) -> torch.Tensor:
+        return torch.from_numpy(arr[positions(s, e)[0]].astype(np.int64)).to(device)
+
+    state = model.begin_state(len(starts), device)
+    for s, e, logits in scan_chunks(model, state, cols, chunk, take, forward=forward):
+        pos, valid = positions(s, e)
+        yb = torch.from_numpy(arr[pos + 1].astype(np.int64)).to(device)
+        nll = F.cross_entropy(logits.to(dtype).flatten(0, 1), yb.flatten(), reduction="none")
+        yield pos, valid, nll.view(pos.shape)
+
+
 @torch.no_grad()
 def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256, max_chars: int = 0) -> LossReport:
     """Score ids[1:] given ids[:-1] with carried state; returns total NLL and the number scored.
@@ -103,31 +134,32 @@ def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 25
     n = len(arr) - 1
     if n < 1:
         return LossReport(0.0, 0)
-    if max_chars and n > max_chars:
-        starts, cols = window_layout(n, max_chars)
-        rows = len(starts)
-    else:
-        rows, cols = eval_layout(n, streams)
-        starts = np.arange(rows)[:, None] * cols  # (rows, 1): row r is the stretch [r*cols, (r+1)*cols)
-
-    def positions(s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
-        pos = starts + np.arange(s, e)  # (rows, e - s) input positions
-        return np.minimum(pos, n - 1), pos < n  # the ragged end of the last rows scores nothing
-
-    def take(s: int, e: int) -> torch.Tensor:
-        return torch.from_numpy(arr[positions(s, e)[0]].astype(np.int64)).to(device)
-
+    starts, cols, scored = _stream_starts(n, streams, max_chars)
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for s, e, logits in scan_chunks(model, model.begin_state(rows, device), cols, chunk, take):
-        pos, valid = positions(s, e)
-        yb = torch.from_numpy(arr[pos + 1].astype(np.int64)).to(device)
-        mb = torch.from_numpy(valid).to(device)
-        nll = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none")
-        total += (nll * mb.flatten()).sum(dtype=torch.float64)
+    for _, valid, nll in _scored_chunks(model, arr, device, starts, cols, chunk, None, torch.float32):
+        total += (nll * torch.from_numpy(valid).to(device)).sum(dtype=torch.float64)
     model.train(was_training)
-    return LossReport(float(total), min(n, rows * cols) if max_chars and n > max_chars else n)
+    return LossReport(float(total), scored)
+
+
+@torch.no_grad()
+def char_nll(model, ids, device, chunk: int = 256, forward: Callable | None = None) -> np.ndarray:
+    """-log p(ids[t+1] | ids[:t+1]) for every t, float64 (len - 1,) in text order, scored in the layout and
+    with the carried state of `evaluate_ids` (whose loss is the mean of this, up to its float32 terms).
+    `forward(x, state)` defaults to the model itself; the model is left in eval mode."""
+    arr = np.asarray(ids)
+    n = len(arr) - 1
+    out = np.zeros(max(n, 0))
+    if n < 1:
+        return out
+    starts, cols, _ = _stream_starts(n, None, 0)
+    if hasattr(model, "eval"):
+        model.eval()
+    for pos, valid, nll in _scored_chunks(model, arr, device, starts, cols, chunk, forward, torch.float64):
+        out[pos[valid]] = nll.cpu().numpy()[valid]
+    return out
 
 
 def eval_layout(n_targets: int, streams: int | None = None) -> tuple[int, int]:

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from charrnn.config import ModelConfig
-from charrnn.evaluate import evaluate_ids
+from charrnn.evaluate import char_nll, evaluate_ids
 from charrnn.models import CharRNN
-from charrnn.ngram import CLASSES, KneserNey, char_classes, model_char_nll
+from charrnn.ngram import CLASSES, KneserNey, char_classes
 from tests.helpers import tiny_options, write_corpus
 
 A, B, C = 0, 1, 2  # vocabulary a, b, c; the training text "abaab" never shows c
@@ -56,11 +56,11 @@ def test_higher_order_learns_a_deterministic_text():
     assert nll[1] < 0.02 and nll[2] < 0.02  # the next character follows from the last one
 
 
-def test_model_char_nll_is_evals_loss():
+def test_char_nll_is_evals_loss():
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(model="gru", vocab_size=9, hidden=8, layers=2)).eval()
     ids = np.random.default_rng(1).integers(0, 9, 5000)
-    per_char = model_char_nll(model, ids, "cpu")
+    per_char = char_nll(model, ids, "cpu")
     report = evaluate_ids(model, ids, "cpu")
     assert per_char.shape == (4999,)
     assert abs(per_char.mean() - report.loss) < 1e-6

@@ -15,7 +15,8 @@ import torch
 
 from charrnn.diagnose import measure as m
 from charrnn.diagnose.context import Context, Verdict, check, worst
-from charrnn.ngram import YARDSTICK_MARGIN, YARDSTICK_ORDER, KneserNey, model_char_nll
+from charrnn.evaluate import char_nll
+from charrnn.ngram import YARDSTICK_MARGIN, YARDSTICK_ORDER, KneserNey
 
 RECORDED_OK = 1e-3  # relative difference between recomputed and recorded val loss: ok below ...
 RECORDED_FAIL = 0.02  # ... fail above (between: warn; another device or precision can explain it)
@@ -179,7 +180,7 @@ def check_ngram_yardstick(ctx: Context) -> Verdict:
         train, ids, where = ids[:half], ids[half:], "the first half of the measured text (scored on the second half)"
     ngram = float(KneserNey(train, s.vocab_size, order).char_nll(ids)[-1].mean())
     with torch.no_grad():
-        loss = float(model_char_nll(ctx.model, ids, ctx.device, forward=lambda x, st: m.logits_of(ctx.model, x, st)).mean())
+        loss = float(char_nll(ctx.model, ids, ctx.device, forward=lambda x, st: m.logits_of(ctx.model, x, st)).mean())
     values = {"loss": loss, "ngram_loss": ngram, "order": order, "fitted_on": where,
               "gain_frac": (ngram - loss) / ngram if ngram else None, "chars": len(ids) - 1}
     base = f"loss {loss:.3f} nats/char against {ngram:.3f} for a Kneser-Ney {order}-gram fitted on {where}"
