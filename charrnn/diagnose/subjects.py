@@ -10,7 +10,7 @@ import importlib.util
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -104,32 +104,26 @@ class Subject:
 def diagnose_checkpoint(target, text: str | Path | None = None, options: DiagnoseOptions = DiagnoseOptions(),
                         on_check: Callable[[Check], None] | None = None) -> Diagnosis:
     """Diagnose a charrnn checkpoint on its val split (train split when it has none) or on `text`."""
-    from charrnn.checkpoint import load_model
-    from charrnn.config import TrainConfig
-    from charrnn.data import Vocab, preprocess, read_text
+    from charrnn.checkpoint import load
     from charrnn.device import resolve_device
+    from charrnn.texts import corpus_of, text_ids
 
     device = resolve_device(options.device)
-    model, ckpt = load_model(target, device)
-    vocab = Vocab(tuple(ckpt["vocab"]))
-    tcfg_dict = ckpt.get("train_config")
-    tcfg = TrainConfig(**tcfg_dict) if isinstance(tcfg_dict, dict) else None
-    pre = ckpt.get("preprocessing") or {}
+    ck = load(target, device)
+    ckpt, vocab, tcfg, model = ck.raw, ck.vocab, ck.train_config, ck.model
     corpus, corpus_error = None, None
     if tcfg is not None:
         try:
-            corpus = _corpus_of(ckpt, tcfg, vocab, options.data_dir)
+            corpus = corpus_of(ck, options.data_dir)
         except CharRNNError as e:
             corpus_error = str(e)
     if text is not None:
-        raw = read_text(text, pre.get("encoding_errors", "strict"))
-        ids = vocab.encode(preprocess(raw, pre.get("lowercase", False), pre.get("letters_only", False)))
-        source = str(text)
+        ids, source = text_ids(ck, text)
     elif corpus is not None:
         split = "val" if len(corpus.val) > 1 else "train"
         ids, source = getattr(corpus, split), f"{corpus.name} {split} split"
     else:
-        raise CharRNNError(f"{ckpt['path']}: cannot read its training corpus ({corpus_error or 'none recorded'}); use --text FILE")
+        raise CharRNNError(f"{ck.path}: cannot read its training corpus ({corpus_error or 'none recorded'}); use --text FILE")
     metrics_path = Path(ckpt["path"]).parent / "metrics.jsonl"
     metrics = m.read_metrics(metrics_path) if metrics_path.is_file() else None
     mc = ckpt["model_config"]
@@ -152,15 +146,6 @@ def diagnose_checkpoint(target, text: str | Path | None = None, options: Diagnos
                       metrics, str(metrics_path) if metrics is not None else None, val_ids, val_note,
                       corpus.train if corpus is not None else None)
     return run_checks(subject, options, on_check)
-
-
-def _corpus_of(ckpt, tcfg, vocab, data_dir):
-    """The run's corpus re-split as in training (recorded path, preprocessing, fractions), encoded with
-    the checkpoint's vocabulary: what `charrnn eval` does."""
-    from charrnn.dataset import prepare_corpus
-
-    name = (ckpt.get("corpus") or {}).get("path") or tcfg.corpus
-    return prepare_corpus(replace(tcfg, corpus=name, data_dir=data_dir or tcfg.data_dir), vocab=vocab)
 
 
 def load_factory(spec: str):
