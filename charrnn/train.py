@@ -50,7 +50,7 @@ from charrnn.errors import CharRNNError
 from charrnn.evaluate import LossReport
 from charrnn.loop import Event, Trainer, run_loop
 from charrnn.models import CharRNN, count_parameters, resolve_impl
-from charrnn.optim import lr_at, make_optimizer  # noqa: F401  (lr_at re-exported)
+from charrnn.optim import make_optimizer
 from charrnn.runstate import Budget, RunState
 from charrnn.subscribers import default_subscribers
 

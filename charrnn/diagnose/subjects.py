@@ -5,10 +5,7 @@ config and metrics), a user's model from --model-factory (PyTorch, or NumPy thro
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +18,7 @@ from charrnn.diagnose import measure as m
 from charrnn.diagnose.context import REGISTRY, STATUSES, Check, Context, plain, probe, speak_to_user
 from charrnn.diagnose.numpy_model import as_torch_model
 from charrnn.errors import CharRNNError
+from charrnn.userfile import call, import_file, import_module
 
 
 @dataclass(frozen=True)
@@ -154,34 +152,16 @@ def load_factory(spec: str):
     module_name, sep, func_name = spec.rpartition(":")
     if not sep or not module_name or not func_name:
         raise CharRNNError(f"--model-factory must be module:function or path/to/file.py:function (got {spec!r})")
-    try:
-        if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
-            path = Path(module_name)
-            if not path.is_file():
-                raise CharRNNError(f"--model-factory: file not found: {path}")
-            mod_spec = importlib.util.spec_from_file_location(f"_charrnn_factory_{path.stem}", path)
-            module = importlib.util.module_from_spec(mod_spec)
-            sys.path.insert(0, str(path.resolve().parent))
-            try:
-                mod_spec.loader.exec_module(module)
-            finally:
-                sys.path.remove(str(path.resolve().parent))
-        else:
-            cwd = str(Path.cwd())
-            if cwd not in sys.path:
-                sys.path.insert(0, cwd)
-            module = importlib.import_module(module_name)
-    except CharRNNError:
-        raise
-    except Exception as e:  # the user's module failed to import: their code, their message
-        raise CharRNNError(f"--model-factory: cannot import {module_name}: {type(e).__name__}: {e}") from None
+    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+        if not Path(module_name).is_file():
+            raise CharRNNError(f"--model-factory: file not found: {module_name}")
+        module = import_file(module_name, "--model-factory")
+    else:
+        module = import_module(module_name, "--model-factory")
     fn = getattr(module, func_name, None)
     if not callable(fn):
         raise CharRNNError(f"--model-factory: {module_name} has no function {func_name!r}")
-    try:
-        model = fn()
-    except Exception as e:
-        raise CharRNNError(f"--model-factory: {spec}() raised {type(e).__name__}: {e}") from None
+    model = call(fn, f"--model-factory: {spec}()")
     for attr in ("begin_state", "vocab"):
         if not hasattr(model, attr):
             raise CharRNNError(f"--model-factory: the model from {spec} has no {attr!r} (needed: forward(x, state) -> "
