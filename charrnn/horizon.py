@@ -142,18 +142,14 @@ def past_horizon_note(stream_chars: int, horizon: dict | None) -> str | None:
 def save_position_plot(profile: dict, path, required: bool = False):
     """The per-position curve as a PNG (matplotlib, the plot extra), the horizon as a vertical line.
     Returns the path, or None when matplotlib is absent and the picture was not asked for by name."""
-    from pathlib import Path
-
     from charrnn.errors import CharRNNError
+    from charrnn.plot import pyplot, write_figure
 
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only; never opens a window
-        import matplotlib.pyplot as plt
-    except ImportError:
+        plt = pyplot("--plot")
+    except CharRNNError:
         if required:
-            raise CharRNNError("--plot needs matplotlib: pip install 'charrnn[plot]'") from None
+            raise
         return None
     fig, ax = plt.subplots(figsize=(8, 4))
     bins = profile["bins"]
@@ -167,11 +163,4 @@ def save_position_plot(profile: dict, path, required: bool = False):
     ax.set_ylabel("loss (nats/char)")
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    try:
-        fig.savefig(path)
-    except OSError as e:
-        raise CharRNNError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        plt.close(fig)
-    return path
+    return write_figure(fig, path)
