@@ -17,12 +17,12 @@ draws gets matplotlib and is written (these curves, eval --by-position's plot, p
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from charrnn.errors import CharRNNError
+from charrnn.rundir import read_metrics
 
 X_AXES = {"step": "optimizer steps", "chars": "characters trained on", "time": "wall-clock time (s)",
           "epoch": "epochs completed"}
@@ -66,13 +66,7 @@ def read_curves(run: str | Path, x: str = "step", metric: str = "loss", name: st
         raise CharRNNError(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}")
     path = metrics_file(run)
     curves = Curves(name=name or path.parent.name, path=path)
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            raise CharRNNError(f"{path}:{lineno}: not a JSON line") from None
+    for event in read_metrics(path, strict=True):
         kind, key = event.get("event"), None
         if kind == "log":
             key, points = "train_loss", curves.train

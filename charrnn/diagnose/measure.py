@@ -18,7 +18,7 @@ walk them in windows of T characters (the layout of sequential training):
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -454,23 +454,3 @@ def _charrnn_gate_saturation(model, x: torch.Tensor, skip: int) -> dict[str, flo
             sat = (t.abs() > TANH_SAT) if "tanh" in name else ((t < 1 - SIGMOID_SAT) | (t > SIGMOID_SAT))
             shares.setdefault(name, []).append(float(sat[:, skip:].double().mean()))
     return {name: sum(v) / len(v) for name, v in shares.items()}
-
-
-# ---------------------------------------------------------------------------------------------------
-# training records
-
-
-def read_metrics(path) -> list[dict[str, Any]]:
-    """The events of a run's metrics.jsonl (unreadable lines skipped)."""
-    import json
-
-    events = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                e = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(e, dict):
-                events.append(e)
-    return events

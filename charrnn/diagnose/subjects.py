@@ -14,10 +14,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from charrnn.diagnose import measure as m
 from charrnn.diagnose.context import REGISTRY, STATUSES, Check, Context, plain, probe, speak_to_user
 from charrnn.diagnose.numpy_model import as_torch_model
 from charrnn.errors import CharRNNError
+from charrnn.rundir import read_metrics
 from charrnn.userfile import call, import_file, import_module
 
 
@@ -123,7 +123,7 @@ def diagnose_checkpoint(target, text: str | Path | None = None, options: Diagnos
     else:
         raise CharRNNError(f"{ck.path}: cannot read its training corpus ({corpus_error or 'none recorded'}); use --text FILE")
     metrics_path = Path(ckpt["path"]).parent / "metrics.jsonl"
-    metrics = m.read_metrics(metrics_path) if metrics_path.is_file() else None
+    metrics = read_metrics(metrics_path) if metrics_path.is_file() else None
     mc = ckpt["model_config"]
     pos = ckpt.get("position") or {}
     description = {
