@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from charrnn.errors import CharRNNError
-from charrnn.gradcheck import REL_FLOOR, _fd_indices
+from charrnn.gradcheck import REL_FLOOR, _fd_indices, check_fd_options
 from charrnn.userfile import call, import_file
 from charrnn.usergrad_findings import REL_TOL, Finding, errors, findings
 
@@ -64,10 +64,7 @@ class UserGradOptions:
     def __post_init__(self):
         if self.seq_len < 1:
             raise CharRNNError("--seq-len must be at least 1")
-        if self.samples is not None and self.samples < 0:
-            raise CharRNNError("--samples must be 0 (all elements) or positive")
-        if not self.eps > 0:
-            raise CharRNNError("eps must be positive")
+        check_fd_options(self.samples, self.eps)
 
     @property
     def lengths(self) -> tuple[int, ...]:
