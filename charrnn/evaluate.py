@@ -28,6 +28,11 @@ MAX_STREAMS = 64  # rows evaluated in parallel
 MIN_STREAM = 2048  # characters per row, so that cold starts weigh little in the average
 
 
+def perplexity(loss: float) -> float:
+    """exp(loss), capped where a float64 would overflow (an untrained or diverged model)."""
+    return math.exp(min(loss, 700.0))
+
+
 @dataclass(frozen=True)
 class LossReport:
     """A per-character loss with the count it was averaged over."""
@@ -45,7 +50,7 @@ class LossReport:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(min(self.loss, 700.0))
+        return perplexity(self.loss)
 
     def to_dict(self) -> dict:
         return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from charrnn.evaluate import eval_layout, score_streams
+from charrnn.evaluate import eval_layout, perplexity, score_streams
 
 
 def trained_horizon(train_config: dict, train_chars: int) -> dict[str, Any] | None:
@@ -124,7 +124,7 @@ def by_position(model, ids, device, horizon: dict | int | None = None, streams: 
     edges = bin_edges(cols, h)
     for lo, hi in zip(edges, edges[1:]):
         loss = float(prof.curve[lo:hi].mean())
-        prof.bins.append({"from": lo + 1, "to": hi, "loss": loss, "perplexity": math.exp(min(loss, 700.0)),
+        prof.bins.append({"from": lo + 1, "to": hi, "loss": loss, "perplexity": perplexity(loss),
                           "chars": (hi - lo) * rows, "past_horizon": bool(h and lo >= h)})
     return prof
 

@@ -27,13 +27,12 @@ rest. Karpathy, Johnson & Fei-Fei 2015, "Visualizing and Understanding Recurrent
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import char_nll
+from charrnn.evaluate import LossReport, char_nll
 
 MAX_ORDER = 10
 
@@ -200,14 +199,9 @@ def compare(ckpt_path, order: int, text=None, split: str | None = "val", device:
     cls = char_classes(ck.vocab.decode(ids), order)[1:]  # classes of the scored characters
     n = len(mine)
     return {"source": source, "checkpoint": ck.path, "chars": n, "train_chars": int(len(corpus.train)),
-            "model": _loss(mine.sum(), n),
-            "ngrams": [{"order": k + 1, **_loss(ng[k].sum(), n)} for k in range(order)],
+            "model": LossReport(float(mine.sum()), n).to_dict(),
+            "ngrams": [{"order": k + 1, **LossReport(float(ng[k].sum()), n).to_dict()} for k in range(order)],
             "breakdown": breakdown(mine, ng[-1], cls), "order": order}
-
-
-def _loss(nll: float, n: int) -> dict:
-    loss = float(nll) / n if n else float("nan")
-    return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(min(loss, 700.0))}
 
 
 YARDSTICK_ORDER = 3  # diagnose's loss.ngram_yardstick: a model that cannot beat a 3-gram is not using its state

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import scan_chunks
+from charrnn.evaluate import LossReport, scan_chunks
 
 TOP_K = 5
 MAX_BITS = 8.0  # colour scale of the terminal map and the page: 0 bits white, MAX_BITS or more the strongest red
@@ -46,8 +46,13 @@ class Scored:
         return float(np.nansum(self.bits) * math.log(2))
 
     @property
+    def report(self) -> LossReport:
+        """Loss, bits per character and perplexity, as `charrnn eval` reports them."""
+        return LossReport(self.nll, self.chars)
+
+    @property
     def loss(self) -> float:
-        return self.nll / self.chars if self.chars else float("nan")
+        return self.report.loss
 
     def worst(self, n: int = 10) -> list[int]:
         """Positions of the n most surprising characters, most surprising first (ties: earliest first)."""
