@@ -61,7 +61,8 @@ def scan_chunks(model, state, cols: int, chunk: int, take: Callable[[int, int], 
     """Feed columns [s, e) of a (rows, cols) layout chunk by chunk, the state carried from chunk to chunk
     (detached: no graph across chunks). `take(s, e)` returns the input ids (rows, e - s) on the model's
     device; yields (s, e, logits (rows, e - s, V)). The one place charrnn scores streams with carried
-    state: `evaluate_ids`, diagnose's `score_rows` and the by-position profile all walk it."""
+    state: `evaluate_ids`, `char_nll` (eval --ngram, diagnose's yardstick), `score_streams` (diagnose's
+    `score_rows`, the by-position profile) and surprisal's `score_ids` (eval --show, explore) all walk it."""
     forward = forward or model
     for s in range(0, cols, chunk):
         e = min(s + chunk, cols)
