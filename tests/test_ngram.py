@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from charrnn.config import ModelConfig
 from charrnn.evaluate import char_nll, evaluate_ids
@@ -64,6 +65,23 @@ def test_char_nll_is_evals_loss():
     report = evaluate_ids(model, ids, "cpu")
     assert per_char.shape == (4999,)
     assert abs(per_char.mean() - report.loss) < 1e-6
+
+
+def test_char_nll_is_each_streams_own_forward_in_text_order():
+    """Independent of evaluate's chunk walk: each of eval's streams run in one call from a zero state."""
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(model="lstm", vocab_size=9, hidden=8, layers=1)).eval()
+    ids = np.random.default_rng(2).integers(0, 9, 4 * 2048 + 3)  # 4 streams, the last one ragged
+    n = len(ids) - 1
+    rows, cols = 4, math.ceil(n / 4)
+    want = np.zeros(n)
+    with torch.no_grad():
+        for r in range(rows):
+            seg = torch.as_tensor(ids[r * cols : min((r + 1) * cols, n) + 1])
+            logits, _ = model(seg[None, :-1], model.begin_state(1, "cpu"))  # (1, t, V)
+            want[r * cols : r * cols + len(seg) - 1] = F.cross_entropy(logits[0].double(), seg[1:], reduction="none").numpy()
+    got = char_nll(model, ids, "cpu", chunk=100)
+    assert got.shape == (n,) and np.abs(got - want).max() < 1e-5
 
 
 def test_char_classes():
