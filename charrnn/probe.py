@@ -341,12 +341,9 @@ def _load(target, factory, text_path, options: ProbeOptions):
     device = resolve_device(options.device)
     raw = read_text(text_path)
     if factory is not None:
-        from charrnn.diagnose.subjects import encode_for, load_factory, vocab_chars
+        from charrnn.diagnose.subjects import load_factory, user_model_on
 
-        model = load_factory(factory)
-        if isinstance(model, torch.nn.Module):
-            model = model.to(device)
-        ids, _ = encode_for(vocab_chars(model.vocab), raw)
+        model, _, ids, _ = user_model_on(load_factory(factory), device, raw)
         return model, device, raw, ids, {"factory": factory, "model": type(model).__name__}
     from charrnn.checkpoint import load
 

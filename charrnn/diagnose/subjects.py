@@ -206,6 +206,17 @@ def encode_for(tokens: list[str], text: str) -> tuple[np.ndarray, int]:
     return ids, unknown
 
 
+def user_model_on(model, device, text: str):
+    """A user's model ready to measure on `text`: behind the torch interface (a NumPy model wrapped), a
+    torch module moved to `device`. -> (model, its vocabulary tokens, ids of text, unknown characters)."""
+    model = as_torch_model(model)
+    if isinstance(model, torch.nn.Module):
+        model = model.to(device)
+    tokens = vocab_chars(model.vocab)
+    ids, unknown = encode_for(tokens, text)
+    return model, tokens, ids, unknown
+
+
 def diagnose_factory(spec: str, text: str | Path, options: DiagnoseOptions = DiagnoseOptions(),
                      on_check: Callable[[Check], None] | None = None) -> Diagnosis:
     """Diagnose a user's own model (see `load_factory`) on a text file."""
@@ -220,12 +231,7 @@ def diagnose_model(model, text: str | Path, options: DiagnoseOptions = DiagnoseO
     from charrnn.device import resolve_device
 
     device = resolve_device(options.device)
-    model = as_torch_model(model)
-    if isinstance(model, torch.nn.Module):
-        model = model.to(device)
-    tokens = vocab_chars(model.vocab)
-    raw = read_text(text)
-    ids, unknown = encode_for(tokens, raw)
+    model, tokens, ids, unknown = user_model_on(model, device, read_text(text))
     vocab_size = int(getattr(model, "vocab_size", len(tokens)))
     user = getattr(model, "user", model)  # a NumpyModel's own class is the user's
     description = {"kind": "factory", "factory": source or type(user).__name__,
