@@ -7,8 +7,8 @@
 
 Each entry is one exact edit (file, old text, new text) and one line saying which behaviour it breaks;
 `old` must occur exactly once in the file, so an entry that no longer applies after a refactor is
-reported as STALE (re-point it) rather than silently skipped. The tree (charrnn/, tests/, pyproject.toml)
-is copied to a temporary directory next to a link to ../shared (the corpus mirror the tests look for),
+reported as STALE (re-point it) rather than silently skipped. The tree (charrnn/, tests/, examples/, pyproject.toml,
+README.md) is copied to a temporary directory next to a link to ../shared (the corpus mirror the tests look for),
 the edit is applied there, and pytest runs with -x; the table says caught / missed and the first test
 that failed. The unmodified copy is run first on the same tests: a baseline that fails makes every
 "caught" meaningless, so the script stops there.
@@ -171,8 +171,8 @@ BUGS = [
     Bug("finetune-renumbered", "charrnn/finetune.py", "grown = Vocab(tuple(old.chars) + tuple(added))",
         "grown = Vocab(tuple(sorted(set(old.chars) | set(added))))",
         "--init-from renumbers the old characters (sorted with the new ones)", ("tests/test_finetune.py",)),
-    Bug("finetune-new-rows-likely", "charrnn/finetune.py", "return float(lse.min()) + math.log(EPS)",
-        "return math.log(EPS)", "--init-from does not make the new characters unlikely at step 0",
+    Bug("finetune-new-rows-likely", "charrnn/finetune.py", "model.head.bias[V_old:] = _new_bias(",
+        "model.head.bias[V_old:] = 0.0 * _new_bias(", "--init-from does not make the new characters unlikely at step 0",
         ("tests/test_finetune.py",)),
     # stop strings and beam search
     Bug("stop-cut-wrong", "charrnn/sample.py", "- len(s))]", "- 1)]",
@@ -208,13 +208,15 @@ BUGS = [
 
 
 def copy_tree(root: Path) -> Path:
-    """charrnn/, tests/ and pyproject.toml under root/tree, with root/shared linked to the real mirror."""
+    """charrnn/, tests/, examples/ (the user-style scripts some tests load), pyproject.toml and README.md
+    under root/tree, with root/shared linked to the real mirror."""
     tree = root / "tree"
     tree.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "runs")
-    for name in ("charrnn", "tests", "benchmarks"):
+    for name in ("charrnn", "tests", "benchmarks", "examples"):
         shutil.copytree(REPO / name, tree / name, ignore=ignore)
-    shutil.copy2(REPO / "pyproject.toml", tree / "pyproject.toml")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, tree / name)
     shared = REPO.parent / "shared"
     if shared.is_dir():
         (root / "shared").symlink_to(shared)
