@@ -73,7 +73,7 @@ BUGS = [
     Bug("letters-only-eval-text", "charrnn/checkpoint.py",
         "return preprocess(raw, self.lowercase, self.letters_only)",
         "return preprocess(raw, self.lowercase)",
-        "`eval --text` on a letters-only model skips the corpus preprocessing", ("tests/test_cli.py",), "letters"),
+        "`eval --text` on a letters-only model skips the corpus preprocessing", ("tests/test_cli.py",), "eval_text and letters"),
     # training maths
     Bug("clip-never-clips", "charrnn/loop.py", "grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))",
         'grad_norm = float(torch.nn.utils.clip_grad_norm_(params, float("inf")))',
@@ -94,7 +94,7 @@ BUGS = [
     Bug("grad-not-zeroed", "charrnn/loop.py", "optimizer.zero_grad(set_to_none=True)",
         "None  # optimizer.zero_grad(set_to_none=True)", "gradients accumulate across steps",
         ("tests/test_train_maths.py",)),
-    Bug("eval-with-dropout", "charrnn/evaluate.py", "    model.eval()\n", "\n", "evaluation scores with dropout on",
+    Bug("eval-with-dropout", "charrnn/evaluate.py", "    model.eval()\n    total", "    total", "evaluation scores with dropout on",
         ("tests/test_train_maths.py",), "evaluation_scores"),
     Bug("no-dropout-before-head", "charrnn/models.py", "return self.head(self.drop(out)), state",
         "return self.head(out), state", "--dropout no longer acts before the output layer",
