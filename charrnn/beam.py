@@ -75,6 +75,7 @@ def _beams(model, vocab, start: Context, length, width, stops, prefix) -> Finish
         keep = []
         for j, (p, i, s) in enumerate(zip(parents, ids, top.values.tolist())):
             text = texts[p] + vocab.chars[i]
+            # endswith looks at most keep_chars back: into the prefix's tail only while the text is shorter
             ended = next((st for st in stops if (tail + text[-keep_chars:]).endswith(st)), None)
             if ended is None:
                 keep.append(j)

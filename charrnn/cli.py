@@ -18,6 +18,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from charrnn import __version__
@@ -283,6 +284,8 @@ def sample(
                            "--top-p or --num-samples")
     if interactive and (json_out or num_samples > 1):
         raise CharRNNError("--interactive writes one continuation per prompt: it takes no --json or --num-samples")
+    if carry and not interactive:
+        raise CharRNNError("--carry continues the text from one prompt to the next: it needs --interactive (-i)")
     ck = load(ckpt, resolve_device(device), impl=impl)
     model, vocab = ck.model, ck.vocab
     normalize = ck.preprocessing.prefix  # the model only ever saw text prepared as its corpus was
@@ -418,6 +421,10 @@ def eval_(
         raise CharRNNError("give either --text or --split, not both")
     if plot is not None and not by_position:
         raise CharRNNError("--plot needs --by-position")
+    views = [name for name, on in (("--ngram", ngram), ("--show/--html", show or html is not None),
+                                   ("--by-position", by_position)) if on]
+    if len(views) > 1:  # each is its own report; one would be dropped in silence
+        raise CharRNNError(f"{' and '.join(views)} are separate reports: ask for one at a time")
     if ngram:
         return _eval_ngram(ckpt, ngram, text, split_name or ("val" if text is None else None), device, impl, data_dir, json_out)
     if show or html is not None:
@@ -428,12 +435,10 @@ def eval_(
         print(json.dumps(result))
     else:
         lay = result["layout"]
-        out.print(f"{result['source']}: loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
+        out.print(f"{escape(result['source'])}: loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
                   f"perplexity {result['perplexity']:.3f} over {result['chars']:,} characters "
                   f"({lay['streams']} stream(s) of {lay['stream_chars']:,} characters, each from a zero state)")
     if result["warning"]:
-        from rich.markup import escape
-
         console.print(f"[yellow]warning:[/] {escape(result['warning'])}")
     if by_position:
         _show_by_position(result, plot, quiet=json_out)
@@ -468,7 +473,7 @@ def _show_by_position(result: dict, plot: Path | None, quiet: bool) -> None:
     if written:
         console.print(f"picture: {written}")
     elif plot is None:
-        console.print("[dim]for a picture of this curve: pip install 'charrnn[plot]'[/]")
+        _note("for a picture of this curve: pip install 'charrnn[plot]'")  # no markup: [plot] is not a style
 
 
 def _eval_ngram(ckpt, order, text, split_name, device, impl, data_dir, json_out) -> None:
@@ -482,7 +487,7 @@ def _eval_ngram(ckpt, order, text, split_name, device, impl, data_dir, json_out)
     if json_out:
         print(json.dumps(r))
         return
-    out.print(f"{r['source']}: {r['chars']:,} characters scored; n-grams: interpolated Kneser-Ney fitted on the "
+    out.print(f"{escape(r['source'])}: {r['chars']:,} characters scored; n-grams: interpolated Kneser-Ney fitted on the "
               f"{r['train_chars']:,}-character training split")
     table = Table(box=box.SIMPLE_HEAD)
     for col in ("model", "nats/char", "bits/char", "perplexity"):
@@ -521,7 +526,7 @@ def _surprisal_map(ckpt, text, split_name, device, impl, data_dir, max_chars, sh
         console.print(f"wrote the surprisal map of {len(ids):,} characters to {path}")
     if show:
         screen = console if json_out else out  # stdout carries the JSON when both are asked for
-        screen.print(f"{source}: {data['summary']}")
+        screen.print(f"{escape(source)}: {data['summary']}")
         screen.print(surprisal_legend())
         screen.print(surprisal_map(data["chars"], data["bits"]))
         screen.print(worst_table(data["worst"], data["top"]))
@@ -847,8 +852,9 @@ def _print_probe(report: dict) -> None:
     from rich import box
     from rich.table import Table
 
-    out.print(f"{report.get('checkpoint') or report.get('factory')}: {report['model']}; {report['units']} units over "
-              f"the first {report['chars']:,} of {report['text_chars']:,} characters of {report['text']}")
+    out.print(f"{escape(str(report.get('checkpoint') or report.get('factory')))}: {report['model']}; {report['units']} "
+              f"units over the first {report['chars']:,} of {report['text_chars']:,} characters of "
+              f"{escape(report['text'])}")
     for sig in report["signals"]:
         if sig["constant"]:
             out.print(f"\n[bold]{sig['name']}[/]: constant on this text ({sig['mean']:g}): no unit can follow it")
@@ -906,7 +912,7 @@ def explore(
     with console.status(f"scoring {len(ids):,} characters and recording the units", spinner="dots"):
         data = page_data(model, ck.vocab, ids, dev, source=source, checkpoint=ck.path)
     path = write_page(out_file, render_page(data))
-    console.print(f"{source}: {data['summary']}")
+    console.print(f"{escape(source)}: {data['summary']}")
     out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
 
 

@@ -1,9 +1,18 @@
 """Generate text from a model after warming its state up on a prefix.
 
-The prefix is fed through the network once (one forward call over all of it); each generated character
-then costs exactly one step with the carried state, so the cost per character does not grow with the
-length. `num_samples` continuations are generated together as one batch, and all randomness comes from
-an explicit torch.Generator: the same seed gives the same text.
+The prefix is fed through the network once (forward calls of up to 4,096 characters); each generated
+character then costs exactly one step with the carried state, so the cost per character does not grow
+with the length. `num_samples` continuations are generated together as one batch, and all randomness
+comes from an explicit torch.Generator: the same seed gives the same text.
+
+    for chars in generate(model, vocab, "ROMEO:", 200):           # one list of N characters per step
+    result = sample(model, vocab, "ROMEO:", 500, stop=["\n\n"], score=True)   # -> Finished
+    result.samples[0].text, result.samples[0].logprob_per_char
+
+`stream` is the same with stop strings (each row ends at its own first one; `StopWatch` decides what
+may be shown), log-probabilities under the model, and a `Context` to continue from: the state after
+all the text but its last character, and that character. Beam search lives in `charrnn.beam`, the
+interactive loop in `charrnn.interactive`.
 """
 
 from __future__ import annotations
@@ -179,7 +188,10 @@ def unescape(text: str) -> str:
             return chr(int(body[1:], 16))
         if body in _ESCAPES:
             return _ESCAPES[body]
-        raise CharRNNError(f"unknown escape \\{body} in {text!r} (known: \\n \\t \\r \\0 \\\\ \\xHH \\uHHHH)")
+        if body in ("x", "u"):
+            digits = "two" if body == "x" else "four"
+            raise CharRNNError(f"--stop {text}: \\{body} needs {digits} hex digits (\\x0a, \\u00e9)")
+        raise CharRNNError(f"--stop {text}: unknown escape \\{body} (known: \\n \\t \\r \\0 \\\\ \\xHH \\uHHHH)")
 
     return re.sub(r"(?s)\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.?)", one, text)
 

@@ -71,6 +71,9 @@ def build_configs(options: dict[str, Any], resume: str | None = None) -> tuple[M
             options = finetune.options_for(options, load(options["init_from"]))
         model_kw, train_kw = split_options(options)
         return ModelConfig(**model_kw), TrainConfig(**train_kw), None
+    if options.get("init_from"):
+        raise CharRNNError("give either --resume (continue that run) or --init-from (a new run from its weights), "
+                           "not both")
     ck = load(resume, prefer="last")
     saved_train = ck.raw.get("train_config")
     if not isinstance(saved_train, dict):

@@ -206,9 +206,12 @@ def _recurrent(measures: dict):
         return None
     T0 = min(first.values())
     listed = ", ".join(f"{n} (T = {T})" for n, T in first.items())
-    msg = (f"right at T = 1, wrong from T = {T0} on: {listed}. Every per-step derivative is right (at T = 1 "
-           "nothing flows back from a later step); the error is in what flows back through time: dh_next / "
-           "dC_next (what is carried to the previous step, e.g. dC_next = dC * f), or which step's h or C "
-           "the backward reads (with the initial state pushed first, h_s[t+1] is h_t and C_prev is C[t]); "
-           "in PyTorch, a .detach() or .data on the state inside the sequence.")
+    # T = 1 from a zero state cannot see a per-step derivative that multiplies the previous state (df = dC *
+    # C_prev * f(1 - f) is 0 there whatever f' is), so that one is named beside what flows back through time
+    msg = (f"right at T = 1, wrong from T = {T0} on: {listed}. At T = 1 nothing flows back from a later step, so "
+           "the error is in what flows back through time: dh_next / dC_next (what is carried to the previous "
+           "step, e.g. dC_next = dC * f), or which step's h or C the backward reads (with the initial state "
+           "pushed first, h_s[t+1] is h_t and C_prev is C[t]); in PyTorch, a .detach() or .data on the state "
+           "inside the sequence. Or it is a per-step derivative that T = 1 cannot test because it is multiplied "
+           "by the zero initial state: the forget gate's, df = dC * C_prev * f * (1 - f).")
     return Finding("recurrent", msg, {"from_T": T0, "tensors": first})

@@ -26,6 +26,8 @@ BUGS = {
     "vocab_mean": ("numpy_lstm.py", "loss += -np.log(y_hat[target, 0])",
                    "loss += -np.mean(np.log(y_hat) * one_hot(target, vocab_size))",
                    "the loss as -mean(log(y_hat) * y): a mean over the V entries of a one-hot row"),
+    "forget_derivative": ("numpy_lstm.py", "df *= f[t] * (1 - f[t])", "# (the forget gate's sigmoid derivative left out)",
+                          "the forget gate's derivative left out: invisible at T = 1, where C_prev = 0"),
     "forget_carry": ("numpy_lstm.py", "dC_next = dC * f[t]", "dC_next = dC",
                      "the forget gate left out of the cell gradient carried back"),
     "torch_tanh": ("torch_rnn.py", "ctx.save_for_backward(y)", "ctx.save_for_backward(x)",

@@ -75,3 +75,11 @@ def make_brackets(n_chars: int = 20000, seed: int = 0, max_depth: int = 8) -> st
         out.append("".join(line) + "\n")
         size += len(line) + 1
     return "".join(out)  # whole lines: the text ends at depth 0 too
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """preexec_fn for a child the test will SIGINT: a test run started in the background inherits SIGINT
+    ignored, and Python keeps an ignored SIGINT ignored; restore the default so Ctrl-C reaches the child."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -240,3 +240,33 @@ def test_eval_text_on_a_letters_only_model_scores_the_preprocessed_text(letters_
     want = torch.nn.functional.cross_entropy(logits[0], ids[1:]).item()
     assert got["chars"] == len(clean) - 1
     assert got["loss"] == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("flags", [["--ngram", "3", "--show"], ["--ngram", "3", "--by-position"],
+                                   ["--html", "m.html", "--by-position"]])
+def test_eval_refuses_two_reports_at_once(flags):
+    # each of these used to win over the other and drop it in silence; the check comes before any loading
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    r = CliRunner().invoke(app, ["eval", "no-such-run", *flags])
+    assert r.exit_code == 2 and "separate reports" in r.stderr, r.output
+
+
+def test_a_file_name_with_brackets_is_printed_as_it_is(trained, tmp_path):
+    # rich read "[draft]" in a user's file name as a style tag and printed "notes.txt" for "notes[draft].txt"
+    d, corpus, _ = trained
+    text = tmp_path / "notes[draft].txt"
+    text.write_text(Path(corpus).read_text()[:400])
+    assert "notes[draft].txt" in run("eval", d / "run", "--text", text).stdout
+    assert "notes[draft].txt" in run("eval", d / "run", "--text", text, "--show", "--max-chars", "50").stdout
+    assert "notes[draft].txt" in run("eval", d / "run", "--text", text, "--ngram", "2").stdout
+    assert "notes[draft].txt" in run("probe", d / "run", "--text", text, "--signal", "line-pos").stdout
+    assert "notes[draft].txt" in run("explore", d / "run", "--text", text, "--out", tmp_path / "x.html").stderr
+
+
+def test_resume_and_init_from_together_is_one_clear_error(tmp_path):
+    # it used to load the run and then say "cannot change --init-from when resuming"
+    r = run("train", "--resume", tmp_path / "nowhere", "--init-from", tmp_path / "elsewhere", code=2)
+    assert "--resume" in error_line(r) and "--init-from" in error_line(r) and "not both" in error_line(r)

@@ -24,7 +24,7 @@ from charrnn.cli import app
 from charrnn.data import Vocab
 from charrnn.train import train
 
-from helpers import make_text, tiny_options, write_corpus
+from helpers import ctrl_c_as_in_a_terminal, make_text, tiny_options, write_corpus
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
@@ -177,7 +177,8 @@ def test_eval_html_map_has_no_units_and_still_hovers(page, page_file, tmp_path):
 def test_served_page_scores_typed_text_and_refuses_over_the_bound(page, page_file):
     run, _, _ = page_file
     proc = subprocess.Popen([sys.executable, "-m", "charrnn", "explore", str(run), "--serve", "--port", "0",
-                             "--max-chars", "40"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                             "--max-chars", "40"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            preexec_fn=ctrl_c_as_in_a_terminal)
     try:
         line = proc.stderr.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)

@@ -122,3 +122,17 @@ def test_without_matplotlib_the_picture_is_one_line_about_the_extra(monkeypatch,
     with pytest.raises(CharRNNError, match=r"pip install 'charrnn\[plot\]'"):
         save_position_plot(prof, tmp_path / "x.png", required=True)
     assert not (tmp_path / "x.png").exists()
+
+
+def test_eval_by_position_without_matplotlib_names_the_extra_in_full(run, monkeypatch):
+    # the hint went through rich markup, which read "[plot]" as a style tag and printed pip install 'charrnn'
+    import sys
+
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    r = CliRunner().invoke(app, ["eval", str(run), "--by-position", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "pip install 'charrnn[plot]'" in r.stderr

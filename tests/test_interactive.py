@@ -8,6 +8,7 @@ everything so far (--carry), and a seeded turn against `sample` with the same ge
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -110,6 +111,19 @@ def read_until(fd, wanted: bytes, seen: bytearray, limit_s: float = 90) -> None:
             seen.extend(chunk)
 
 
+def wait_or_kill(pid: int, limit_s: float) -> int:
+    """The child's exit status; a child still running after `limit_s` is killed (and the test fails)."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        select.select([], [], [], 0.1)  # poll the child ten times a second
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the interactive session did not leave")
+
+
 @pytest.mark.parametrize("leave", [b"\x04", b"\x03"], ids=["ctrl-d", "ctrl-c"])
 def test_a_terminal_session_answers_two_prompts_and_leaves_cleanly(ckpt, leave):
     model, vocab = engine(ckpt)
@@ -118,6 +132,9 @@ def test_a_terminal_session_answers_two_prompts_and_leaves_cleanly(ckpt, leave):
     pid, fd = pty.fork()
     if pid == 0:  # the child: the pseudo-terminal is its stdin, stdout and stderr
         try:
+            # as in a terminal: Ctrl-C interrupts (a test run started in the background inherits SIGINT
+            # ignored, and Python then installs no KeyboardInterrupt handler)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.execve(sys.executable, [sys.executable, "-m", "charrnn", "sample", str(ckpt), "-i", "-t", "0", "-n", "15"], ENV)
         finally:
             os._exit(127)
@@ -128,9 +145,16 @@ def test_a_terminal_session_answers_two_prompts_and_leaves_cleanly(ckpt, leave):
     os.write(fd, b"Nobody\n")
     read_until(fd, want[1].encode() + b"\r\n> ", seen)
     os.write(fd, leave)
-    read_until(fd, b"\0never", seen)  # to the end of the output
-    _, status = os.waitpid(pid, 0)
+    read_until(fd, b"\0never", seen, limit_s=30)  # to the end of the output
+    status = wait_or_kill(pid, limit_s=30)
     os.close(fd)
     text = seen.decode(errors="replace")
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, text
     assert want[0] + "\r\n" in text and want[1] + "\r\n" in text and "Traceback" not in text
+
+
+def test_carry_without_the_prompt_loop_is_refused(ckpt):
+    # --carry only means something between prompts; without -i it used to be ignored in silence
+    r = CliRunner().invoke(app, ["sample", str(ckpt), "--carry", "-n", "5"])
+    assert r.exit_code == 2 and "--carry" in r.stderr and "--interactive" in r.stderr
+    assert r.stdout == ""

@@ -8,6 +8,7 @@ log-probabilities recomputed by one teacher-forced forward pass.
 
 import itertools
 import json
+import math
 
 import pytest
 import torch
@@ -182,6 +183,38 @@ def test_beam_with_a_stop_string_ends_there_and_normalises_by_length():
     assert s.logprob_per_char == pytest.approx(s.logprob / 5)
 
 
+class BigramModel(torch.nn.Module):
+    """p(next | previous character) from a table: the log-probability of any text is known exactly."""
+
+    def __init__(self, vocab: Vocab, table: dict[str, dict[str, float]]):
+        super().__init__()
+        self.vocab_size, index = len(vocab), vocab.index()
+        probs = torch.full((len(vocab), len(vocab)), 1e-6)
+        for prev, nxt in table.items():
+            for c, p in nxt.items():
+                probs[index[prev], index[c]] = p
+        self.register_buffer("logp", (probs / probs.sum(1, keepdim=True)).log())
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def begin_state(self, b, device=None):
+        return torch.zeros(1, b, 1)
+
+    def forward(self, x, state):
+        return self.logp[x], state  # (B, T, V)
+
+
+def test_beam_compares_finished_texts_per_character_not_in_total():
+    # after "x": "." (the stop string) has p 0.4, "a" 0.35; after "a", "a" again has p 0.99. The one-character
+    # text "." is likelier in total (-0.92 against -1.14 for ten a's) but far less likely per character.
+    vocab = Vocab(tuple(".abx"))
+    model = BigramModel(vocab, {"x": {".": 0.4, "a": 0.35, "b": 0.25}, "a": {"a": 0.99, ".": 0.01}})
+    s = beam_search(model, vocab, "x", 10, width=2, stop=["."]).samples[0]
+    assert s.text == "a" * 10 and s.stop is None
+    assert s.logprob == pytest.approx(math.log(0.35) + 9 * math.log(0.99 / (0.99 + 0.01 + 2e-6)), abs=1e-4)
+    greedy = sample(model, vocab, "x", 10, temperature=0, stop=["."], score=True).samples[0]
+    assert greedy.text == "" and greedy.stop == "." and greedy.logprob_per_char < s.logprob_per_char
+
+
 class CountingModel(torch.nn.Module):
     """Records the shape of every input it is fed."""
 
@@ -212,9 +245,11 @@ def test_stop_strings_and_beams_cost_one_step_per_character(lstm):
 
 def test_unescape_and_bad_stop_strings():
     assert unescape(r"\n\n") == "\n\n" and unescape(r"a\tb\\n") == "a\tb\\n" and unescape(r"\x41\u00e9") == "Aé"
-    for bad in (r"\q", "end\\", r"\x4"):
+    for bad in (r"\q", "end\\"):
         with pytest.raises(CharRNNError, match="unknown escape"):
             unescape(bad)
+    with pytest.raises(CharRNNError, match="needs two hex digits"):
+        unescape(r"\x4")
     model = ScriptedModel("ab")
     with pytest.raises(CharRNNError, match="can never occur"):
         sample(model, VOCAB, "a", 5, stop=["xyz"])

@@ -22,7 +22,7 @@ from charrnn.explore import render_page
 from charrnn.surprisal import score_ids, surprisal_rgb
 from charrnn.train import train
 
-from helpers import make_text, tiny_options, write_corpus
+from helpers import ctrl_c_as_in_a_terminal, make_text, tiny_options, write_corpus
 
 runner = CliRunner()
 
@@ -118,7 +118,7 @@ def test_colour_scale_ends():
 def start_server(run, *args):
     """`charrnn explore RUN --serve --port 0` in a subprocess; returns (process, base URL)."""
     proc = subprocess.Popen([sys.executable, "-m", "charrnn", "explore", str(run), "--serve", "--port", "0", *args],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, preexec_fn=ctrl_c_as_in_a_terminal)
     line = proc.stderr.readline()
     m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
     if not m:

@@ -53,6 +53,7 @@ EXPECTED = {
     "tanh_twice": ("local", {"tensors": ["W_i", "b_i", "W_g", "b_g"], "zero_at_T1": [], "nonzero_where_none": []}),
     "mean_loss": ("scale", {"matches": "T", "factor": SEQ}),
     "vocab_mean": ("scale", {"matches": "V", "factor": 7}),
+    "forget_derivative": ("recurrent", {"from_T": 2}),
     "forget_carry": ("recurrent", {"from_T": 2}),
     "torch_tanh": ("local", {"tensors": ["W_xh", "b_h"], "zero_at_T1": [], "nonzero_where_none": []}),
     "torch_detach": ("recurrent", {"from_T": 2}),
@@ -69,6 +70,14 @@ def test_each_planted_bug_gets_its_finding_and_no_other(bug):
     values = finding(report, want_id).values
     for key, want in want_values.items():
         assert values[key] == pytest.approx(want) if key == "factor" else values[key] == want, (key, values[key])
+
+
+def test_recurrent_finding_does_not_clear_a_derivative_that_t1_cannot_see():
+    # the forget gate's local derivative multiplies C_prev, which is 0 at T = 1 from a zero state: the
+    # missing f(1 - f) first shows at T = 2, so the finding must not claim every per-step derivative is right
+    message = finding(check(f"{EXAMPLES / 'buggy.py'}:forget_derivative"), "recurrent").message
+    assert "every per-step derivative is right" not in message.lower()
+    assert "forget gate" in message and "C_prev" in message
 
 
 def test_recurrent_bug_names_the_tensors_and_lengths():
