@@ -270,7 +270,8 @@ def pytest(tree: Path, args: list[str], timeout: float) -> tuple[bool, str, floa
     if r.returncode == 0:
         return True, "", seconds
     failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", r.stdout, re.M)
-    return False, failed[0] if failed else (r.stdout + r.stderr).strip().splitlines()[-1][:120], seconds
+    lines = (r.stdout + r.stderr).strip().splitlines()  # empty when, say, -k selected no test (exit 5)
+    return False, failed[0] if failed else lines[-1][:120] if lines else f"pytest exit {r.returncode}, no output", seconds
 
 
 def main(argv: list[str] | None = None) -> int:
