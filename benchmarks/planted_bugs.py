@@ -100,7 +100,7 @@ BUGS = [
         "return self.head(out), state", "--dropout no longer acts before the output layer",
         ("tests/test_train_maths.py", "tests/test_models.py")),
     Bug("train-in-eval-mode", "charrnn/loop.py", "    tr.model.train()\n    try:", "    tr.model.eval()\n    try:",
-        "the training loop runs the model in eval mode (no dropout)", ("tests/test_train_maths.py", "tests/test_train.py")),
+        "the training loop runs the model in eval mode (no dropout)", ("tests/test_train_maths.py",), "training_mode"),
     Bug("loss-div-batch-twice", "charrnn/loop.py",
         "loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())  #",
         "loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten()) / x.shape[0]  #",
