@@ -99,7 +99,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     # reporting
     eval_every: int = 200
-    eval_chars: int = 65536  # validation characters scored per evaluation during training (a fixed,
+    eval_chars: int = 16384  # validation characters scored per evaluation during training (a fixed,
     # evenly spread part of a longer split; the whole split at the end); 0 = the whole split every time
     log_every: int = 20
     sample_every: int = 2  # a sample every this many evaluations; 0 = never

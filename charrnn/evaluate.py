@@ -28,6 +28,11 @@ MAX_STREAMS = 64  # rows evaluated in parallel
 MIN_STREAM = 2048  # characters per row, so that cold starts weigh little in the average
 
 
+def perplexity(loss: float) -> float:
+    """exp(loss), capped where a float64 would overflow (an untrained or diverged model)."""
+    return math.exp(min(loss, 700.0))
+
+
 @dataclass(frozen=True)
 class LossReport:
     """A per-character loss with the count it was averaged over."""
@@ -45,7 +50,7 @@ class LossReport:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(min(self.loss, 700.0))
+        return perplexity(self.loss)
 
     def to_dict(self) -> dict:
         return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}
@@ -56,7 +61,8 @@ def scan_chunks(model, state, cols: int, chunk: int, take: Callable[[int, int], 
     """Feed columns [s, e) of a (rows, cols) layout chunk by chunk, the state carried from chunk to chunk
     (detached: no graph across chunks). `take(s, e)` returns the input ids (rows, e - s) on the model's
     device; yields (s, e, logits (rows, e - s, V)). The one place charrnn scores streams with carried
-    state: `evaluate_ids`, diagnose's `score_rows` and the by-position profile all walk it."""
+    state: `evaluate_ids`, `char_nll` (eval --ngram, diagnose's yardstick), `score_streams` (diagnose's
+    `score_rows`, the by-position profile) and surprisal's `score_ids` (eval --show, explore) all walk it."""
     forward = forward or model
     for s in range(0, cols, chunk):
         e = min(s + chunk, cols)
@@ -90,6 +96,37 @@ def window_layout(n_targets: int, max_chars: int) -> tuple[np.ndarray, int]:
     return starts, cols
 
 
+def _stream_starts(n: int, streams: int | None, max_chars: int) -> tuple[np.ndarray, int, int]:
+    """Where each row of the evaluation layout starts: (starts (rows, 1), cols, characters scored).
+    The windows of `window_layout` when max_chars bounds a longer text, else `eval_layout`'s streams."""
+    if max_chars and n > max_chars:
+        starts, cols = window_layout(n, max_chars)
+        return starts, cols, min(n, len(starts) * cols)
+    rows, cols = eval_layout(n, streams)
+    return np.arange(rows)[:, None] * cols, cols, n  # row r is the stretch [r*cols, (r+1)*cols)
+
+
+def _scored_chunks(model, arr: np.ndarray, device, starts: np.ndarray, cols: int, chunk: int,
+                   forward: Callable | None, dtype: torch.dtype) -> Iterator[tuple[np.ndarray, np.ndarray, torch.Tensor]]:
+    """Walk the layout `starts` x cols over arr (inputs arr[:-1], targets arr[1:]) with carried state;
+    yields (pos (rows, t) input positions, valid (rows, t), nll (rows, t) in dtype on the device)."""
+    n = len(arr) - 1
+
+    def positions(s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
+        pos = starts + np.arange(s, e)  # (rows, e - s) input positions
+        return np.minimum(pos, n - 1), pos < n  # the ragged end of the last rows scores nothing
+
+    def take(s: int, e: int) -> torch.Tensor:
+        return torch.from_numpy(arr[positions(s, e)[0]].astype(np.int64)).to(device)
+
+    state = model.begin_state(len(starts), device)
+    for s, e, logits in scan_chunks(model, state, cols, chunk, take, forward=forward):
+        pos, valid = positions(s, e)
+        yb = torch.from_numpy(arr[pos + 1].astype(np.int64)).to(device)
+        nll = F.cross_entropy(logits.to(dtype).flatten(0, 1), yb.flatten(), reduction="none")
+        yield pos, valid, nll.view(pos.shape)
+
+
 @torch.no_grad()
 def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256, max_chars: int = 0) -> LossReport:
     """Score ids[1:] given ids[:-1] with carried state; returns total NLL and the number scored.
@@ -103,31 +140,32 @@ def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 25
     n = len(arr) - 1
     if n < 1:
         return LossReport(0.0, 0)
-    if max_chars and n > max_chars:
-        starts, cols = window_layout(n, max_chars)
-        rows = len(starts)
-    else:
-        rows, cols = eval_layout(n, streams)
-        starts = np.arange(rows)[:, None] * cols  # (rows, 1): row r is the stretch [r*cols, (r+1)*cols)
-
-    def positions(s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
-        pos = starts + np.arange(s, e)  # (rows, e - s) input positions
-        return np.minimum(pos, n - 1), pos < n  # the ragged end of the last rows scores nothing
-
-    def take(s: int, e: int) -> torch.Tensor:
-        return torch.from_numpy(arr[positions(s, e)[0]].astype(np.int64)).to(device)
-
+    starts, cols, scored = _stream_starts(n, streams, max_chars)
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for s, e, logits in scan_chunks(model, model.begin_state(rows, device), cols, chunk, take):
-        pos, valid = positions(s, e)
-        yb = torch.from_numpy(arr[pos + 1].astype(np.int64)).to(device)
-        mb = torch.from_numpy(valid).to(device)
-        nll = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none")
-        total += (nll * mb.flatten()).sum(dtype=torch.float64)
+    for _, valid, nll in _scored_chunks(model, arr, device, starts, cols, chunk, None, torch.float32):
+        total += (nll * torch.from_numpy(valid).to(device)).sum(dtype=torch.float64)
     model.train(was_training)
-    return LossReport(float(total), min(n, rows * cols) if max_chars and n > max_chars else n)
+    return LossReport(float(total), scored)
+
+
+@torch.no_grad()
+def char_nll(model, ids, device, chunk: int = 256, forward: Callable | None = None) -> np.ndarray:
+    """-log p(ids[t+1] | ids[:t+1]) for every t, float64 (len - 1,) in text order, scored in the layout and
+    with the carried state of `evaluate_ids` (whose loss is the mean of this, up to its float32 terms).
+    `forward(x, state)` defaults to the model itself; the model is left in eval mode."""
+    arr = np.asarray(ids)
+    n = len(arr) - 1
+    out = np.zeros(max(n, 0))
+    if n < 1:
+        return out
+    starts, cols, _ = _stream_starts(n, None, 0)
+    if hasattr(model, "eval"):
+        model.eval()
+    for pos, valid, nll in _scored_chunks(model, arr, device, starts, cols, chunk, forward, torch.float64):
+        out[pos[valid]] = nll.cpu().numpy()[valid]
+    return out
 
 
 def eval_layout(n_targets: int, streams: int | None = None) -> tuple[int, int]:

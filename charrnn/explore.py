@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 from importlib import resources
 from pathlib import Path
 
@@ -60,9 +59,9 @@ def empty_data(message: str) -> dict:
 
 
 def summary_line(scored: Scored) -> str:
-    bpc = scored.loss / math.log(2)
-    return (f"{scored.chars:,} characters scored: loss {scored.loss:.4f} nats/char, {bpc:.3f} bits/char, "
-            f"perplexity {math.exp(min(scored.loss, 700)):.3f}")
+    r = scored.report
+    return (f"{r.chars:,} characters scored: loss {r.loss:.4f} nats/char, {r.bpc:.3f} bits/char, "
+            f"perplexity {r.perplexity:.3f}")
 
 
 def top_rows(scored: Scored, vocab) -> list[list]:

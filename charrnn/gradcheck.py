@@ -77,10 +77,7 @@ class GradcheckOptions:
                 raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1")
         if self.embed < 0:
             raise CharRNNError("--embed must be 0 (one-hot) or a positive width")
-        if self.samples is not None and self.samples < 0:
-            raise CharRNNError("--samples must be 0 (all elements) or positive")
-        if not self.eps > 0:
-            raise CharRNNError("eps must be positive")
+        check_fd_options(self.samples, self.eps)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -265,6 +262,14 @@ class _Problem:
     def grads(self, core: nn.Module) -> dict[str, torch.Tensor]:
         leaves = self.leaves(core)
         return dict(zip(leaves, torch.autograd.grad(self.loss(core), list(leaves.values()))))
+
+
+def check_fd_options(samples: int | None, eps: float) -> None:
+    """The finite-difference options of `charrnn gradcheck` and `gradcheck --user`."""
+    if samples is not None and samples < 0:
+        raise CharRNNError("--samples must be 0 (all elements) or positive")
+    if not eps > 0:
+        raise CharRNNError("eps must be positive")
 
 
 def _fd_indices(numel: int, samples: int | None, gen: torch.Generator) -> torch.Tensor:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from charrnn.evaluate import eval_layout, score_streams
+from charrnn.evaluate import eval_layout, perplexity, score_streams
 
 
 def trained_horizon(train_config: dict, train_chars: int) -> dict[str, Any] | None:
@@ -124,7 +124,7 @@ def by_position(model, ids, device, horizon: dict | int | None = None, streams: 
     edges = bin_edges(cols, h)
     for lo, hi in zip(edges, edges[1:]):
         loss = float(prof.curve[lo:hi].mean())
-        prof.bins.append({"from": lo + 1, "to": hi, "loss": loss, "perplexity": math.exp(min(loss, 700.0)),
+        prof.bins.append({"from": lo + 1, "to": hi, "loss": loss, "perplexity": perplexity(loss),
                           "chars": (hi - lo) * rows, "past_horizon": bool(h and lo >= h)})
     return prof
 
@@ -142,18 +142,14 @@ def past_horizon_note(stream_chars: int, horizon: dict | None) -> str | None:
 def save_position_plot(profile: dict, path, required: bool = False):
     """The per-position curve as a PNG (matplotlib, the plot extra), the horizon as a vertical line.
     Returns the path, or None when matplotlib is absent and the picture was not asked for by name."""
-    from pathlib import Path
-
     from charrnn.errors import CharRNNError
+    from charrnn.plot import pyplot, write_figure
 
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only; never opens a window
-        import matplotlib.pyplot as plt
-    except ImportError:
+        plt = pyplot("--plot")
+    except CharRNNError:
         if required:
-            raise CharRNNError("--plot needs matplotlib: pip install 'charrnn[plot]'") from None
+            raise
         return None
     fig, ax = plt.subplots(figsize=(8, 4))
     bins = profile["bins"]
@@ -167,11 +163,4 @@ def save_position_plot(profile: dict, path, required: bool = False):
     ax.set_ylabel("loss (nats/char)")
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    try:
-        fig.savefig(path)
-    except OSError as e:
-        raise CharRNNError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        plt.close(fig)
-    return path
+    return write_figure(fig, path)

@@ -27,14 +27,12 @@ rest. Karpathy, Johnson & Fei-Fei 2015, "Visualizing and Understanding Recurrent
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from charrnn.errors import CharRNNError
+from charrnn.evaluate import LossReport, char_nll
 
 MAX_ORDER = 10
 
@@ -136,41 +134,6 @@ class KneserNey:
         return p
 
 
-# ------------------------------------------------------------------------------------ the model's side
-
-
-@torch.no_grad()
-def model_char_nll(model, ids, device, chunk: int = 256, forward=None) -> np.ndarray:
-    """-log p(ids[t+1] | ids[:t+1]) for every t, float64 (len-1,), with the stream layout and carried
-    state of `charrnn.evaluate.evaluate_ids` (its loss is the mean of this). `forward(x, state)`
-    defaults to the model itself."""
-    from charrnn.data import stream_layout
-    from charrnn.evaluate import MAX_STREAMS, MIN_STREAM
-    from charrnn.models import detach_state
-
-    arr = np.asarray(ids)
-    n = len(arr) - 1
-    streams = max(1, min(MAX_STREAMS, n // MIN_STREAM))
-    rows, cols = stream_layout(n, streams)
-    starts = np.arange(rows)[:, None] * cols  # (rows, 1): row r scores the stretch [r*cols, (r+1)*cols)
-    out = np.zeros(n)
-    forward = forward or model
-    if hasattr(model, "eval"):
-        model.eval()
-    state = model.begin_state(rows, device)
-    for s in range(0, cols, chunk):
-        pos = starts + np.arange(s, min(s + chunk, cols))  # (rows, t) input positions
-        valid = pos < n
-        pos = np.minimum(pos, n - 1)
-        xb = torch.from_numpy(arr[pos].astype(np.int64)).to(device)
-        yb = torch.from_numpy(arr[pos + 1].astype(np.int64)).to(device)
-        logits, state = forward(xb, state)  # (rows, t, V)
-        nll = F.cross_entropy(logits.double().flatten(0, 1), yb.flatten(), reduction="none").view(pos.shape)
-        out[pos[valid]] = nll.cpu().numpy()[valid]
-        state = detach_state(state)
-    return out
-
-
 # ------------------------------------------------------------------------------- where the gain comes from
 
 CLASSES = ("closes beyond reach", "closes within reach", "starts a line", "starts a word", "other")
@@ -232,18 +195,13 @@ def compare(ckpt_path, order: int, text=None, split: str | None = "val", device:
     ids, source = text_ids(ck, text, split, data_dir, corpus=corpus)
     lm = KneserNey(corpus.train, len(ck.vocab), order)
     ng = lm.char_nll(ids)  # (order, n)
-    mine = model_char_nll(ck.model, ids, dev)
+    mine = char_nll(ck.model, ids, dev)
     cls = char_classes(ck.vocab.decode(ids), order)[1:]  # classes of the scored characters
     n = len(mine)
     return {"source": source, "checkpoint": ck.path, "chars": n, "train_chars": int(len(corpus.train)),
-            "model": _loss(mine.sum(), n),
-            "ngrams": [{"order": k + 1, **_loss(ng[k].sum(), n)} for k in range(order)],
+            "model": LossReport(float(mine.sum()), n).to_dict(),
+            "ngrams": [{"order": k + 1, **LossReport(float(ng[k].sum()), n).to_dict()} for k in range(order)],
             "breakdown": breakdown(mine, ng[-1], cls), "order": order}
-
-
-def _loss(nll: float, n: int) -> dict:
-    loss = float(nll) / n if n else float("nan")
-    return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(min(loss, 700.0))}
 
 
 YARDSTICK_ORDER = 3  # diagnose's loss.ngram_yardstick: a model that cannot beat a 3-gram is not using its state

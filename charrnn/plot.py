@@ -11,17 +11,18 @@ every event carries: step, chars (characters trained on), time (the run's wall c
 evaluation included, summed over resumes) or epoch (epochs completed, fractional).
 
 matplotlib and plotext are optional (`pip install 'charrnn[plot]'`); without them the call raises a
-CharRNNError that says how to install them.
+CharRNNError that says how to install them. `pyplot` and `write_figure` are how every picture charrnn
+draws gets matplotlib and is written (these curves, eval --by-position's plot, probe's gate picture).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from charrnn.errors import CharRNNError
+from charrnn.rundir import read_metrics
 
 X_AXES = {"step": "optimizer steps", "chars": "characters trained on", "time": "wall-clock time (s)",
           "epoch": "epochs completed"}
@@ -65,13 +66,7 @@ def read_curves(run: str | Path, x: str = "step", metric: str = "loss", name: st
         raise CharRNNError(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}")
     path = metrics_file(run)
     curves = Curves(name=name or path.parent.name, path=path)
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            raise CharRNNError(f"{path}:{lineno}: not a JSON line") from None
+    for event in read_metrics(path, strict=True):
         kind, key = event.get("event"), None
         if kind == "log":
             key, points = "train_loss", curves.train
@@ -105,27 +100,48 @@ def default_output(runs: list[Curves], metric: str) -> Path:
     return first.parent / f"{stem}-{metric}.png"
 
 
-def _pyplot():
+def pyplot(what: str = "plotting"):
+    """matplotlib.pyplot on the file-only Agg backend; without the plot extra, a CharRNNError
+    '{what} needs matplotlib: pip install ...'. Every picture charrnn draws starts here."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")  # files only; never opens a window
         import matplotlib.pyplot as plt
     except ImportError:
-        raise CharRNNError(f"plotting needs matplotlib: {INSTALL_HINT}") from None
+        raise CharRNNError(f"{what} needs matplotlib: {INSTALL_HINT}") from None
     return plt
 
 
+def write_figure(fig, path: str | Path, **savefig) -> Path:
+    """Write a matplotlib figure (the format from the suffix), its folder created, and close it; an
+    unwritable path is one CharRNNError line. Every picture charrnn writes ends here."""
+    path = Path(path)
+    plt = pyplot()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # text stays text in an SVG (searchable, selectable) rather than outlines
+        with plt.rc_context({"svg.fonttype": "none"}):
+            fig.savefig(path, **savefig)
+    except OSError as e:
+        raise CharRNNError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
+    return path
+
+
 def draw(runs: list[Curves], x: str, metric: str, title: str | None = None):
-    """A matplotlib Figure: each run one colour, val solid with markers, train thin and faded."""
-    plt = _pyplot()
+    """A matplotlib Figure: each run one colour, val solid with markers, train thin and faded (solid when
+    the run has no val curve, as d2l 8.5's recipe)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, run in enumerate(runs):
         color = colors[i % len(colors)]
         if run.train:
             xs, ys = zip(*run.train)
-            ax.plot(xs, ys, color=color, alpha=0.45, linewidth=1.0, label=f"{run.name} train")
+            faded = bool(run.val)  # beside a val curve the noisier train curve steps back; alone it is the curve
+            ax.plot(xs, ys, color=color, alpha=0.45 if faded else 1.0, linewidth=1.0 if faded else 1.8, label=f"{run.name} train")
         if run.val:
             xs, ys = zip(*run.val)
             ax.plot(xs, ys, color=color, linewidth=2.0, marker="o", markersize=3, label=f"{run.name} val")
@@ -151,18 +167,7 @@ def save_figure(runs: list[Curves], out: str | Path | None, x: str = "step", met
     path = Path(out) if out else default_output(runs, metric)
     if path.suffix.lower() not in (".png", ".svg"):
         raise CharRNNError(f"--out {path}: write a .png or .svg file")
-    plt = _pyplot()
-    fig = draw(runs, x, metric, title)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # text stays text in an SVG (searchable, selectable) rather than outlines
-        with plt.rc_context({"svg.fonttype": "none"}):
-            fig.savefig(path)
-    except OSError as e:
-        raise CharRNNError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        plt.close(fig)
-    return path
+    return write_figure(draw(runs, x, metric, title), path)
 
 
 def terminal_plot(runs: list[Curves], x: str = "step", metric: str = "loss", width: int = 100, height: int = 25,

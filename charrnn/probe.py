@@ -341,12 +341,9 @@ def _load(target, factory, text_path, options: ProbeOptions):
     device = resolve_device(options.device)
     raw = read_text(text_path)
     if factory is not None:
-        from charrnn.diagnose.subjects import encode_for, load_factory, vocab_chars
+        from charrnn.diagnose.subjects import load_factory, user_model_on
 
-        model = load_factory(factory)
-        if isinstance(model, torch.nn.Module):
-            model = model.to(device)
-        ids, _ = encode_for(vocab_chars(model.vocab), raw)
+        model, _, ids, _ = user_model_on(load_factory(factory), device, raw)
         return model, device, raw, ids, {"factory": factory, "model": type(model).__name__}
     from charrnn.checkpoint import load
 
@@ -409,13 +406,9 @@ def _gates_report(acts: Activations) -> list[dict]:
 def save_gate_picture(rows: list[dict], path) -> None:
     """The paper's Figure 3: one panel per layer, each unit of each gate a point at (fraction of characters
     left-saturated, fraction right-saturated). Needs matplotlib (the plot extra)."""
-    try:
-        import matplotlib
+    from charrnn.plot import pyplot, write_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise CharRNNError("the gate picture needs matplotlib: pip install 'charrnn[plot]'") from None
+    plt = pyplot("the gate picture")
     layers = sorted({r["layer"] for r in rows})
     fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 4), squeeze=False)
     for ax, k in zip(axes[0], layers):
@@ -426,9 +419,4 @@ def save_gate_picture(rows: list[dict], path) -> None:
                xlabel=f"fraction left-saturated (< {SATURATED_LOW})", ylabel=f"fraction right-saturated (> {SATURATED_HIGH})")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=120)
-    except OSError as e:
-        raise CharRNNError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        plt.close(fig)
+    write_figure(fig, path, dpi=120)

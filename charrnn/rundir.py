@@ -100,6 +100,29 @@ def write_config(run_dir: Path, effective: dict) -> None:
         raise write_failed(path, e, "no checkpoint was touched") from None
 
 
+def read_metrics(path: str | Path, strict: bool = False) -> list[dict]:
+    """The events of a run's metrics.jsonl, in order (what `subscribers.MetricsLog` wrote). A line that is
+    not a JSON object is skipped, or with `strict` is an error naming it (path:line)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CharRNNError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    events = []
+    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 in a sample is not a line end
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            event = None
+        if isinstance(event, dict):
+            events.append(event)
+        elif strict:
+            raise CharRNNError(f"{path}:{lineno}: not a JSON line")
+    return events
+
+
 def truncate_metrics(path: Path, step: int) -> None:
     """On resume, drop metric lines written after the checkpoint's step (they will be written again)."""
     if not path.exists():

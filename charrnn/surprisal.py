@@ -6,7 +6,7 @@
     scored.loss                                # total NLL / characters scored (nats), as `charrnn eval`
 
 This is the one scoring function behind `charrnn eval --show/--html` and `charrnn explore`. The text runs
-as a single stream in chunks with the state carried (no grad), exactly as `evaluate_ids` scores a text
+as a single stream through `evaluate.scan_chunks` (state carried, no grad), exactly as `evaluate_ids` scores a text
 that fits one stream, so the surprisal of a text sums to its eval loss x characters.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from charrnn.errors import CharRNNError
-from charrnn.models import detach_state
+from charrnn.evaluate import LossReport, scan_chunks
 
 TOP_K = 5
 MAX_BITS = 8.0  # colour scale of the terminal map and the page: 0 bits white, MAX_BITS or more the strongest red
@@ -46,8 +46,13 @@ class Scored:
         return float(np.nansum(self.bits) * math.log(2))
 
     @property
+    def report(self) -> LossReport:
+        """Loss, bits per character and perplexity, as `charrnn eval` reports them."""
+        return LossReport(self.nll, self.chars)
+
+    @property
     def loss(self) -> float:
-        return self.nll / self.chars if self.chars else float("nan")
+        return self.report.loss
 
     def worst(self, n: int = 10) -> list[int]:
         """Positions of the n most surprising characters, most surprising first (ties: earliest first)."""
@@ -66,18 +71,15 @@ def score_ids(model, ids, device, top_k: int = TOP_K, chunk: int = 256) -> Score
     top_probs = np.full((n, k), np.nan)
     was_training = model.training
     model.eval()
-    state = model.begin_state(1, device)
-    for s in range(0, n - 1, chunk):
-        x = torch.from_numpy(ids[s : min(s + chunk, n - 1)])[None].to(device)  # (1, t): inputs x_s .. x_{s+t-1}
-        logits, state = model(x, state)  # (1, t, V): predictions of x_{s+1} .. x_{s+t}
+    take = lambda s, e: torch.from_numpy(ids[s:e])[None].to(device)  # (1, t): inputs x_s .. x_{s+t-1}
+    for s, e, logits in scan_chunks(model, model.begin_state(1, device), n - 1, chunk, take):
+        # logits (1, t, V): predictions of x_{s+1} .. x_{s+t}
         logp = torch.log_softmax(logits[0].double(), dim=-1).cpu()  # (t, V), float64 for the sums
-        t = logp.shape[0]
-        y = torch.from_numpy(ids[s + 1 : s + 1 + t])
-        bits[s + 1 : s + 1 + t] = (-logp.gather(1, y[:, None])[:, 0] / math.log(2)).numpy()
+        y = torch.from_numpy(ids[s + 1 : e + 1])
+        bits[s + 1 : e + 1] = (-logp.gather(1, y[:, None])[:, 0] / math.log(2)).numpy()
         best = logp.topk(k, dim=-1)
-        top_ids[s + 1 : s + 1 + t] = best.indices.numpy()
-        top_probs[s + 1 : s + 1 + t] = best.values.exp().numpy()
-        state = detach_state(state)
+        top_ids[s + 1 : e + 1] = best.indices.numpy()
+        top_probs[s + 1 : e + 1] = best.values.exp().numpy()
     model.train(was_training)
     return Scored(ids=ids, bits=bits, top_ids=top_ids, top_probs=top_probs)
 

@@ -47,10 +47,10 @@ from charrnn.data import Batches
 from charrnn.dataset import prepare_corpus
 from charrnn.device import resolve_device  # noqa: F401  (re-exported: older callers import it from here)
 from charrnn.errors import CharRNNError
-from charrnn.evaluate import LossReport
+from charrnn.evaluate import LossReport, perplexity
 from charrnn.loop import Event, Trainer, run_loop
 from charrnn.models import CharRNN, count_parameters, resolve_impl
-from charrnn.optim import lr_at, make_optimizer  # noqa: F401  (lr_at re-exported)
+from charrnn.optim import make_optimizer
 from charrnn.runstate import Budget, RunState
 from charrnn.subscribers import default_subscribers
 
@@ -196,7 +196,7 @@ def _summary(tr: Trainer, interrupted: bool) -> dict[str, Any]:
         "checkpoint": str(tr.run_dir / ("best.pt" if (tr.run_dir / "best.pt").exists() else "last.pt")),
     }
     tr_loss = summary["train_loss"]
-    summary["train_perplexity"] = math.exp(min(tr_loss, 700)) if tr_loss == tr_loss else None
+    summary["train_perplexity"] = perplexity(tr_loss) if tr_loss == tr_loss else None
     return summary
 
 

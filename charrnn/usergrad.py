@@ -35,11 +35,7 @@ k = 100: abs_tol = ABS_TOL_PER_LOSS * max(|L|, 1) = 1.1e-8 |L| at eps = 1e-6, th
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,7 +43,8 @@ import numpy as np
 import torch
 
 from charrnn.errors import CharRNNError
-from charrnn.gradcheck import REL_FLOOR, _fd_indices
+from charrnn.gradcheck import REL_FLOOR, _fd_indices, check_fd_options
+from charrnn.userfile import call, import_file
 from charrnn.usergrad_findings import REL_TOL, Finding, errors, findings
 
 ABS_TOL_PER_LOSS = 1e-8  # times max(|loss|, 1): see the module docstring
@@ -67,10 +64,7 @@ class UserGradOptions:
     def __post_init__(self):
         if self.seq_len < 1:
             raise CharRNNError("--seq-len must be at least 1")
-        if self.samples is not None and self.samples < 0:
-            raise CharRNNError("--samples must be 0 (all elements) or positive")
-        if not self.eps > 0:
-            raise CharRNNError("eps must be positive")
+        check_fd_options(self.samples, self.eps)
 
     @property
     def lengths(self) -> tuple[int, ...]:
@@ -128,17 +122,7 @@ def load_adapter(spec: str):
     path = Path(file)
     if path.suffix != ".py" or not path.is_file():
         raise CharRNNError(f"--user: no such Python file: {file} (give FILE.py or FILE.py:NAME)")
-    folder = str(path.resolve().parent)
-    sys.path.insert(0, folder)  # so that the user's `import utils` next to the file works
-    try:
-        mod_spec = importlib.util.spec_from_file_location(f"_charrnn_user_{path.stem}", path)
-        module = importlib.util.module_from_spec(mod_spec)
-        with contextlib.redirect_stdout(sys.stderr):
-            mod_spec.loader.exec_module(module)
-    except Exception as e:
-        raise CharRNNError(f"--user: cannot import {file}: {_where(e)}") from None
-    finally:
-        sys.path.remove(folder)
+    module = import_file(path, "--user")
     adapter = getattr(module, name, None) if name else module
     if adapter is None:
         raise CharRNNError(f"--user: {file} has no {name!r}")
@@ -155,27 +139,9 @@ def load_adapter(spec: str):
     return adapter
 
 
-def _where(e: Exception) -> str:
-    """'ValueError: msg (file.py:12)': the exception and the innermost line of the user's code."""
-    frames = [f for f in traceback.extract_tb(e.__traceback__)
-              if not any(part in f.filename.replace("\\", "/") for part in ("/charrnn/", "-packages/", "/lib/python"))]
-    at = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-    return f"{type(e).__name__}: {e}{at}"
-
-
-def _call(fn, what: str, *args):
-    try:
-        with contextlib.redirect_stdout(sys.stderr):  # the user's prints must not mix into --json on stdout
-            return fn(*args)
-    except CharRNNError:
-        raise
-    except Exception as e:  # the user's code failed: their exception, their line
-        raise CharRNNError(f"--user: {what} raised {_where(e)}") from None
-
-
 def start_point(adapter) -> dict:
     """params() cast to float64 copies: arrays stay arrays, tensors become leaves that require grad."""
-    raw = _call(adapter.params, "params()")
+    raw = call(adapter.params, "--user: params()")
     if not isinstance(raw, dict) or not raw:
         raise CharRNNError(f"--user: params() must return a non-empty dict {{name: array}} (got {type(raw).__name__})")
     out = {}
@@ -205,7 +171,7 @@ def evaluate(adapter, params: dict, inputs: list[int], targets: list[int]):
     for p in params.values():
         if isinstance(p, torch.Tensor):
             p.grad = None  # an adapter that calls loss.backward() must not accumulate across our calls
-    out = _call(adapter.loss_and_grads, f"loss_and_grads (T = {len(inputs)})", params, list(inputs), list(targets))
+    out = call(adapter.loss_and_grads, f"--user: loss_and_grads (T = {len(inputs)})", params, list(inputs), list(targets))
     if not isinstance(out, (tuple, list)) or len(out) != 2 or not isinstance(out[1], dict):
         raise CharRNNError(f"--user: loss_and_grads must return (loss, {{name: grad}}) (got {type(out).__name__})")
     loss, dtype = _number(out[0])

@@ -10,11 +10,12 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from charrnn.config import ModelConfig
-from charrnn.evaluate import evaluate_ids
+from charrnn.evaluate import char_nll, evaluate_ids
 from charrnn.models import CharRNN
-from charrnn.ngram import CLASSES, KneserNey, char_classes, model_char_nll
+from charrnn.ngram import CLASSES, KneserNey, char_classes
 from tests.helpers import tiny_options, write_corpus
 
 A, B, C = 0, 1, 2  # vocabulary a, b, c; the training text "abaab" never shows c
@@ -56,14 +57,31 @@ def test_higher_order_learns_a_deterministic_text():
     assert nll[1] < 0.02 and nll[2] < 0.02  # the next character follows from the last one
 
 
-def test_model_char_nll_is_evals_loss():
+def test_char_nll_is_evals_loss():
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(model="gru", vocab_size=9, hidden=8, layers=2)).eval()
     ids = np.random.default_rng(1).integers(0, 9, 5000)
-    per_char = model_char_nll(model, ids, "cpu")
+    per_char = char_nll(model, ids, "cpu")
     report = evaluate_ids(model, ids, "cpu")
     assert per_char.shape == (4999,)
     assert abs(per_char.mean() - report.loss) < 1e-6
+
+
+def test_char_nll_is_each_streams_own_forward_in_text_order():
+    """Independent of evaluate's chunk walk: each of eval's streams run in one call from a zero state."""
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(model="lstm", vocab_size=9, hidden=8, layers=1)).eval()
+    ids = np.random.default_rng(2).integers(0, 9, 4 * 2048 + 3)  # 4 streams, the last one ragged
+    n = len(ids) - 1
+    rows, cols = 4, math.ceil(n / 4)
+    want = np.zeros(n)
+    with torch.no_grad():
+        for r in range(rows):
+            seg = torch.as_tensor(ids[r * cols : min((r + 1) * cols, n) + 1])
+            logits, _ = model(seg[None, :-1], model.begin_state(1, "cpu"))  # (1, t, V)
+            want[r * cols : r * cols + len(seg) - 1] = F.cross_entropy(logits[0].double(), seg[1:], reduction="none").numpy()
+    got = char_nll(model, ids, "cpu", chunk=100)
+    assert got.shape == (n,) and np.abs(got - want).max() < 1e-5
 
 
 def test_char_classes():

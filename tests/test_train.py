@@ -13,7 +13,8 @@ import charrnn.train as train_mod
 from charrnn.checkpoint import load_checkpoint, load_model
 from charrnn.errors import CharRNNError
 from charrnn.models import CharRNN
-from charrnn.train import lr_at, train
+from charrnn.optim import lr_at
+from charrnn.train import train
 from charrnn.config import TrainConfig
 
 from helpers import tiny_options, write_corpus

@@ -28,10 +28,12 @@ The package, downstream first:
 The engine returns data and never prints; `charrnn.cli` renders the report.
 """
 
-from charrnn.diagnose import checks_loss, checks_state, checks_grad  # noqa: F401  (registers, in report order)
+from charrnn.diagnose import checks_loss, checks_state, checks_grad
 from charrnn.diagnose.context import REGISTRY, SECTIONS, STATUSES, Check
 from charrnn.diagnose.subjects import (DiagnoseOptions, Diagnosis, Subject, diagnose_checkpoint, diagnose_factory,
                                        diagnose_model, load_factory, run_checks)
+
+CHECK_MODULES = (checks_loss, checks_state, checks_grad)  # imported to register their checks, in report order
 
 __all__ = ["REGISTRY", "SECTIONS", "STATUSES", "Check", "DiagnoseOptions", "Diagnosis", "Subject", "diagnose_checkpoint",
            "diagnose_factory", "diagnose_model", "load_factory", "run_checks"]

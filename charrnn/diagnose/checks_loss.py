@@ -15,7 +15,8 @@ import torch
 
 from charrnn.diagnose import measure as m
 from charrnn.diagnose.context import Context, Verdict, check, worst
-from charrnn.ngram import YARDSTICK_MARGIN, YARDSTICK_ORDER, KneserNey, model_char_nll
+from charrnn.evaluate import char_nll, perplexity
+from charrnn.ngram import YARDSTICK_MARGIN, YARDSTICK_ORDER, KneserNey
 
 RECORDED_OK = 1e-3  # relative difference between recomputed and recorded val loss: ok below ...
 RECORDED_FAIL = 0.02  # ... fail above (between: warn; another device or precision can explain it)
@@ -179,7 +180,7 @@ def check_ngram_yardstick(ctx: Context) -> Verdict:
         train, ids, where = ids[:half], ids[half:], "the first half of the measured text (scored on the second half)"
     ngram = float(KneserNey(train, s.vocab_size, order).char_nll(ids)[-1].mean())
     with torch.no_grad():
-        loss = float(model_char_nll(ctx.model, ids, ctx.device, forward=lambda x, st: m.logits_of(ctx.model, x, st)).mean())
+        loss = float(char_nll(ctx.model, ids, ctx.device, forward=lambda x, st: m.logits_of(ctx.model, x, st)).mean())
     values = {"loss": loss, "ngram_loss": ngram, "order": order, "fitted_on": where,
               "gain_frac": (ngram - loss) / ngram if ngram else None, "chars": len(ids) - 1}
     base = f"loss {loss:.3f} nats/char against {ngram:.3f} for a Kneser-Ney {order}-gram fitted on {where}"
@@ -337,15 +338,14 @@ def check_trained_horizon(ctx: Context) -> Verdict:
               "eval_streams": prof.rows, "eval_stream_chars": prof.cols, "eval_layout_loss": prof.loss,
               "loss_within_horizon": within, "loss_beyond_horizon": beyond,
               "bins": prof.bins}
-    ppl = lambda x: math.exp(min(x, 700.0))  # noqa: E731
-    rec = f"the training loop's last epoch reported {recorded:.4f} (perplexity {ppl(recorded):.3f}); " if recorded is not None else ""
+    rec = f"the training loop's last epoch reported {recorded:.4f} (perplexity {perplexity(recorded):.3f}); " if recorded is not None else ""
     head = (f"{rec}the train split read as `charrnn eval --split train` does ({prof.rows} stream(s) of {prof.cols:,} characters "
-            f"from a zero state) scores {prof.loss:.4f} (perplexity {ppl(prof.loss):.3f})")
+            f"from a zero state) scores {prof.loss:.4f} (perplexity {perplexity(prof.loss):.3f})")
     if beyond is None:
         return Verdict("ok", values, f"{head}: eval's streams end within the trained horizon of {H:,} characters "
                        f"({horizon['layout']})", "nothing to do")
     split = (f"within the first {H:,} characters (the trained horizon: {horizon['layout']}) the loss is {within:.4f} "
-             f"(perplexity {ppl(within):.3f}), past them {beyond:.4f} (perplexity {ppl(beyond):.3f})")
+             f"(perplexity {perplexity(within):.3f}), past them {beyond:.4f} (perplexity {perplexity(beyond):.3f})")
     if beyond > within * (1 + HORIZON_RISE) and beyond - within > HORIZON_NATS:
         return Verdict("warn", values,
                        f"{head}; {split}: both numbers are honest, the gap is where the streams run past what training ever "

@@ -18,7 +18,7 @@ walk them in windows of T characters (the layout of sequential training):
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -103,6 +103,16 @@ def streams(ids: torch.Tensor, rows: int, cols: int, starts: torch.Tensor | None
     idx = starts[:, None] + torch.arange(cols + 1)  # (rows, cols + 1)
     xy = ids[idx]
     return xy[:, :-1], xy[:, 1:]
+
+
+def windowed_streams(ids: torch.Tensor, rows: int, T: int, max_chars: int):
+    """`streams` of whole windows: (x, y, J), x and y (rows, J*T) from at most max_chars characters, J the
+    windows per row; at least two of them (window 0 is a burn-in), else ValueError."""
+    J = min(max_chars, len(ids) - 1) // rows // T
+    if J < 2:
+        raise ValueError("text too short")
+    x, y = streams(ids, rows, J * T)
+    return x, y, J
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -238,12 +248,7 @@ def reset_vs_carry(model, ids: torch.Tensor, device, generator: torch.Generator,
 
     Window 0 of every row is a burn-in (it is identical in all three): the scored windows are 1..J-1.
     Returns per-window mean losses (rows * (J-1),) for each policy and the per-position means."""
-    n = len(ids) - 1
-    cols = min(max_chars, n) // rows
-    J = cols // T
-    if J < 2:
-        raise ValueError("text too short")
-    x, y = streams(ids, rows, J * T)  # (rows, J*T)
+    x, y, J = windowed_streams(ids, rows, T, max_chars)  # (rows, J*T) each
     xw = x.view(rows, J, T)
     yw = y.view(rows, J, T)
 
@@ -283,12 +288,7 @@ def warmup_and_horizon(model, ids: torch.Tensor, device, rows: int, L: int, max_
     reset: the mean loss gap (reset - carried) and the mean KL(carried || reset) between the two next-
     character distributions. The first says how much prefix the model needs, the second how far back
     its state matters at all."""
-    n = len(ids) - 1
-    cols = min(max_chars, n) // rows
-    J = cols // L
-    if J < 2:
-        raise ValueError("text too short")
-    x, y = streams(ids, rows, J * L)
+    x, y, J = windowed_streams(ids, rows, L, max_chars)  # (rows, J*L) each
     gap = torch.zeros(L, dtype=torch.float64)
     kl = torch.zeros(L, dtype=torch.float64)
     carried_loss = torch.zeros(L, dtype=torch.float64)
@@ -454,23 +454,3 @@ def _charrnn_gate_saturation(model, x: torch.Tensor, skip: int) -> dict[str, flo
             sat = (t.abs() > TANH_SAT) if "tanh" in name else ((t < 1 - SIGMOID_SAT) | (t > SIGMOID_SAT))
             shares.setdefault(name, []).append(float(sat[:, skip:].double().mean()))
     return {name: sum(v) / len(v) for name, v in shares.items()}
-
-
-# ---------------------------------------------------------------------------------------------------
-# training records
-
-
-def read_metrics(path) -> list[dict[str, Any]]:
-    """The events of a run's metrics.jsonl (unreadable lines skipped)."""
-    import json
-
-    events = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                e = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(e, dict):
-                events.append(e)
-    return events

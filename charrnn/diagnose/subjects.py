@@ -5,22 +5,20 @@ config and metrics), a user's model from --model-factory (PyTorch, or NumPy thro
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
-import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from charrnn.diagnose import measure as m
 from charrnn.diagnose.context import REGISTRY, STATUSES, Check, Context, plain, probe, speak_to_user
 from charrnn.diagnose.numpy_model import as_torch_model
 from charrnn.errors import CharRNNError
+from charrnn.rundir import read_metrics
+from charrnn.userfile import call, import_file, import_module
 
 
 @dataclass(frozen=True)
@@ -104,34 +102,28 @@ class Subject:
 def diagnose_checkpoint(target, text: str | Path | None = None, options: DiagnoseOptions = DiagnoseOptions(),
                         on_check: Callable[[Check], None] | None = None) -> Diagnosis:
     """Diagnose a charrnn checkpoint on its val split (train split when it has none) or on `text`."""
-    from charrnn.checkpoint import load_model
-    from charrnn.config import TrainConfig
-    from charrnn.data import Vocab, preprocess, read_text
+    from charrnn.checkpoint import load
     from charrnn.device import resolve_device
+    from charrnn.texts import corpus_of, text_ids
 
     device = resolve_device(options.device)
-    model, ckpt = load_model(target, device)
-    vocab = Vocab(tuple(ckpt["vocab"]))
-    tcfg_dict = ckpt.get("train_config")
-    tcfg = TrainConfig(**tcfg_dict) if isinstance(tcfg_dict, dict) else None
-    pre = ckpt.get("preprocessing") or {}
+    ck = load(target, device)
+    ckpt, vocab, tcfg, model = ck.raw, ck.vocab, ck.train_config, ck.model
     corpus, corpus_error = None, None
     if tcfg is not None:
         try:
-            corpus = _corpus_of(ckpt, tcfg, vocab, options.data_dir)
+            corpus = corpus_of(ck, options.data_dir)
         except CharRNNError as e:
             corpus_error = str(e)
     if text is not None:
-        raw = read_text(text, pre.get("encoding_errors", "strict"))
-        ids = vocab.encode(preprocess(raw, pre.get("lowercase", False), pre.get("letters_only", False)))
-        source = str(text)
+        ids, source = text_ids(ck, text)
     elif corpus is not None:
         split = "val" if len(corpus.val) > 1 else "train"
         ids, source = getattr(corpus, split), f"{corpus.name} {split} split"
     else:
-        raise CharRNNError(f"{ckpt['path']}: cannot read its training corpus ({corpus_error or 'none recorded'}); use --text FILE")
+        raise CharRNNError(f"{ck.path}: cannot read its training corpus ({corpus_error or 'none recorded'}); use --text FILE")
     metrics_path = Path(ckpt["path"]).parent / "metrics.jsonl"
-    metrics = m.read_metrics(metrics_path) if metrics_path.is_file() else None
+    metrics = read_metrics(metrics_path) if metrics_path.is_file() else None
     mc = ckpt["model_config"]
     pos = ckpt.get("position") or {}
     description = {
@@ -154,49 +146,22 @@ def diagnose_checkpoint(target, text: str | Path | None = None, options: Diagnos
     return run_checks(subject, options, on_check)
 
 
-def _corpus_of(ckpt, tcfg, vocab, data_dir):
-    """The run's corpus re-split as in training (recorded path, preprocessing, fractions), encoded with
-    the checkpoint's vocabulary: what `charrnn eval` does."""
-    from charrnn.dataset import prepare_corpus
-
-    name = (ckpt.get("corpus") or {}).get("path") or tcfg.corpus
-    return prepare_corpus(replace(tcfg, corpus=name, data_dir=data_dir or tcfg.data_dir), vocab=vocab)
-
-
 def load_factory(spec: str):
     """`module:function` (importable from the current directory) or `path/to/file.py:function`; the
     function is called with no arguments and returns the model."""
     module_name, sep, func_name = spec.rpartition(":")
     if not sep or not module_name or not func_name:
         raise CharRNNError(f"--model-factory must be module:function or path/to/file.py:function (got {spec!r})")
-    try:
-        if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
-            path = Path(module_name)
-            if not path.is_file():
-                raise CharRNNError(f"--model-factory: file not found: {path}")
-            mod_spec = importlib.util.spec_from_file_location(f"_charrnn_factory_{path.stem}", path)
-            module = importlib.util.module_from_spec(mod_spec)
-            sys.path.insert(0, str(path.resolve().parent))
-            try:
-                mod_spec.loader.exec_module(module)
-            finally:
-                sys.path.remove(str(path.resolve().parent))
-        else:
-            cwd = str(Path.cwd())
-            if cwd not in sys.path:
-                sys.path.insert(0, cwd)
-            module = importlib.import_module(module_name)
-    except CharRNNError:
-        raise
-    except Exception as e:  # the user's module failed to import: their code, their message
-        raise CharRNNError(f"--model-factory: cannot import {module_name}: {type(e).__name__}: {e}") from None
+    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+        if not Path(module_name).is_file():
+            raise CharRNNError(f"--model-factory: file not found: {module_name}")
+        module = import_file(module_name, "--model-factory")
+    else:
+        module = import_module(module_name, "--model-factory")
     fn = getattr(module, func_name, None)
     if not callable(fn):
         raise CharRNNError(f"--model-factory: {module_name} has no function {func_name!r}")
-    try:
-        model = fn()
-    except Exception as e:
-        raise CharRNNError(f"--model-factory: {spec}() raised {type(e).__name__}: {e}") from None
+    model = call(fn, f"--model-factory: {spec}()")
     for attr in ("begin_state", "vocab"):
         if not hasattr(model, attr):
             raise CharRNNError(f"--model-factory: the model from {spec} has no {attr!r} (needed: forward(x, state) -> "
@@ -241,6 +206,17 @@ def encode_for(tokens: list[str], text: str) -> tuple[np.ndarray, int]:
     return ids, unknown
 
 
+def user_model_on(model, device, text: str):
+    """A user's model ready to measure on `text`: behind the torch interface (a NumPy model wrapped), a
+    torch module moved to `device`. -> (model, its vocabulary tokens, ids of text, unknown characters)."""
+    model = as_torch_model(model)
+    if isinstance(model, torch.nn.Module):
+        model = model.to(device)
+    tokens = vocab_chars(model.vocab)
+    ids, unknown = encode_for(tokens, text)
+    return model, tokens, ids, unknown
+
+
 def diagnose_factory(spec: str, text: str | Path, options: DiagnoseOptions = DiagnoseOptions(),
                      on_check: Callable[[Check], None] | None = None) -> Diagnosis:
     """Diagnose a user's own model (see `load_factory`) on a text file."""
@@ -255,12 +231,7 @@ def diagnose_model(model, text: str | Path, options: DiagnoseOptions = DiagnoseO
     from charrnn.device import resolve_device
 
     device = resolve_device(options.device)
-    model = as_torch_model(model)
-    if isinstance(model, torch.nn.Module):
-        model = model.to(device)
-    tokens = vocab_chars(model.vocab)
-    raw = read_text(text)
-    ids, unknown = encode_for(tokens, raw)
+    model, tokens, ids, unknown = user_model_on(model, device, read_text(text))
     vocab_size = int(getattr(model, "vocab_size", len(tokens)))
     user = getattr(model, "user", model)  # a NumpyModel's own class is the user's
     description = {"kind": "factory", "factory": source or type(user).__name__,
