@@ -7,8 +7,8 @@
 
 Each entry is one exact edit (file, old text, new text) and one line saying which behaviour it breaks;
 `old` must occur exactly once in the file, so an entry that no longer applies after a refactor is
-reported as STALE (re-point it) rather than silently skipped. The tree (charrnn/, tests/, pyproject.toml)
-is copied to a temporary directory next to a link to ../shared (the corpus mirror the tests look for),
+reported as STALE (re-point it) rather than silently skipped. The tree (charrnn/, tests/, examples/, pyproject.toml,
+README.md) is copied to a temporary directory next to a link to ../shared (the corpus mirror the tests look for),
 the edit is applied there, and pytest runs with -x; the table says caught / missed and the first test
 that failed. The unmodified copy is run first on the same tests: a baseline that fails makes every
 "caught" meaningless, so the script stops there.
@@ -73,7 +73,7 @@ BUGS = [
     Bug("letters-only-eval-text", "charrnn/checkpoint.py",
         "return preprocess(raw, self.lowercase, self.letters_only)",
         "return preprocess(raw, self.lowercase)",
-        "`eval --text` on a letters-only model skips the corpus preprocessing", ("tests/test_cli.py",), "letters"),
+        "`eval --text` on a letters-only model skips the corpus preprocessing", ("tests/test_cli.py",), "eval_text and letters"),
     # training maths
     Bug("clip-never-clips", "charrnn/loop.py", "grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))",
         'grad_norm = float(torch.nn.utils.clip_grad_norm_(params, float("inf")))',
@@ -86,21 +86,21 @@ BUGS = [
     Bug("adamw-is-adam", "charrnn/optim.py", "torch.optim.AdamW(groups, lr=cfg.lr)",
         "torch.optim.Adam(groups, lr=cfg.lr)",
         "--optimizer adamw applies L2 through the gradient (Adam), not decoupled decay", ("tests/test_train_maths.py",)),
-    Bug("adam-no-decay", "charrnn/train.py", "return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)",
-        "return torch.optim.Adam(params, lr=cfg.lr)", "Adam ignores --weight-decay", ("tests/test_train_maths.py",)),
-    Bug("lr-schedule-ignored", "charrnn/train.py", 'g_["lr"] = lr_at(cfg, step, progress())', 'g_["lr"] = cfg.lr',
+    Bug("adam-no-decay", "charrnn/optim.py", "return torch.optim.Adam(groups, lr=cfg.lr)",
+        "return torch.optim.Adam(model.parameters(), lr=cfg.lr)", "Adam ignores --weight-decay", ("tests/test_train_maths.py",)),
+    Bug("lr-schedule-ignored", "charrnn/loop.py", 'group["lr"] = lr_at(tr.cfg, run.step, tr.progress())',
+        'group["lr"] = tr.cfg.lr',
         "--warmup and --schedule never reach the optimizer", ("tests/test_train_maths.py",)),
-    Bug("grad-not-zeroed", "charrnn/train.py", "optimizer.zero_grad(set_to_none=True)",
+    Bug("grad-not-zeroed", "charrnn/loop.py", "optimizer.zero_grad(set_to_none=True)",
         "None  # optimizer.zero_grad(set_to_none=True)", "gradients accumulate across steps",
         ("tests/test_train_maths.py",)),
-    Bug("eval-with-dropout", "charrnn/evaluate.py", "    model.eval()\n    state = model.begin_state(rows, device)",
-        "    state = model.begin_state(rows, device)", "evaluation scores with dropout on",
+    Bug("eval-with-dropout", "charrnn/evaluate.py", "    model.eval()\n    total", "    total", "evaluation scores with dropout on",
         ("tests/test_train_maths.py",), "evaluation_scores"),
     Bug("no-dropout-before-head", "charrnn/models.py", "return self.head(self.drop(out)), state",
         "return self.head(out), state", "--dropout no longer acts before the output layer",
         ("tests/test_train_maths.py", "tests/test_models.py")),
     Bug("train-in-eval-mode", "charrnn/loop.py", "    tr.model.train()\n    try:", "    tr.model.eval()\n    try:",
-        "the training loop runs the model in eval mode (no dropout)", ("tests/test_train_maths.py", "tests/test_train.py")),
+        "the training loop runs the model in eval mode (no dropout)", ("tests/test_train_maths.py",), "training_mode"),
     Bug("loss-div-batch-twice", "charrnn/loop.py",
         "loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())  #",
         "loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten()) / x.shape[0]  #",
@@ -178,17 +178,66 @@ BUGS = [
     Bug("diag-saturation-never-warns", "charrnn/diagnose/checks_grad.py", "    if worst > SATURATION_WARN:",
         "    if worst > SATURATION_WARN * 2:", "diagnose's saturation check cannot warn",
         ("tests/test_diagnose_fail_paths.py",)),
+    # bounded evaluation (--eval-chars)
+    Bug("eval-windows-at-start", "charrnn/evaluate.py", "np.linspace(0, n_targets - cols, rows)",
+        "np.linspace(0, max_chars - cols, rows)", "--eval-chars scores only the start of the split",
+        ("tests/test_bounded_eval.py",)),
+    Bug("eval-windows-overlap", "charrnn/evaluate.py", "np.linspace(0, n_targets - cols, rows)",
+        "np.linspace(0, n_targets // rows, rows)", "--eval-chars windows overlap and miss the split's end",
+        ("tests/test_bounded_eval.py",)),
+    Bug("eval-final-part-only", "charrnn/subscribers.py", 'and (self.last["step"] != step or not self.last["full"]):',
+        'and self.last["step"] != step:', "a run whose last evaluation was the part never scores the whole split",
+        ("tests/test_bounded_eval.py",)),
+    # fine-tuning (--init-from)
+    Bug("finetune-renumbered", "charrnn/finetune.py", "grown = Vocab(tuple(old.chars) + tuple(added))",
+        "grown = Vocab(tuple(sorted(set(old.chars) | set(added))))",
+        "--init-from renumbers the old characters (sorted with the new ones)", ("tests/test_finetune.py",)),
+    Bug("finetune-new-rows-likely", "charrnn/finetune.py", "model.head.bias[V_old:] = _new_bias(",
+        "model.head.bias[V_old:] = 0.0 * _new_bias(", "--init-from does not make the new characters unlikely at step 0",
+        ("tests/test_finetune.py",)),
+    # stop strings and beam search
+    Bug("stop-cut-wrong", "charrnn/sample.py", "- len(s))]", "- 1)]",
+        "--stop takes off one character, not the stop string", ("tests/test_sample_options.py",)),
+    Bug("stop-in-prefix", "charrnn/sample.py", "self.stop: str | None = None",
+        "self.stop: str | None = next((s for s in stops if s in before), None)",
+        "a stop string inside the prefix ends generation", ("tests/test_sample_options.py",)),
+    Bug("beam-width-off-by-one", "charrnn/beam.py", "torch.topk(cand.flatten(), min(width, cand.numel()))",
+        "torch.topk(cand.flatten(), min(width + 1, cand.numel()))", "beam search keeps one beam too many (K=1 is not greedy)",
+        ("tests/test_sample_options.py",), "beam"),
+    # scoring, baselines, probes
+    Bug("surprisal-bits-as-nats", "charrnn/surprisal.py", "np.nansum(self.bits) * math.log(2)", "np.nansum(self.bits)",
+        "the surprisal's total is in bits where eval's loss is in nats", ("tests/test_surprisal.py",)),
+    Bug("ngram-discount", "charrnn/ngram.py", "n1 / (n1 + 2 * n2)", "n1 / (n1 + n2)",
+        "the Kneser-Ney discount is not n1 / (n1 + 2 n2)", ("tests/test_ngram.py",)),
+    Bug("probe-pearson-axis", "charrnn/probe.py", "ac /= np.sqrt((ac * ac).sum(axis=0))", "ac /= np.sqrt((ac * ac).sum())",
+        "probe's Pearson r normalises by all units together", ("tests/test_probe.py",)),
+    # the run directory
+    Bug("rundir-lock-shared", "charrnn/rundir.py", "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)",
+        "fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)", "two runs can write into one directory at once",
+        ("tests/test_failures.py",)),
+    Bug("rundir-stale-temps-kept", "charrnn/rundir.py", 'STALE_TEMPS = ".*.pt.*.tmp"', 'STALE_TEMPS = ".*.pt.tmp"',
+        "the temp file of a save killed mid-way is never removed", ("tests/test_failures.py",)),
+    # diagnose --log and gradcheck --user
+    Bug("diaglog-partial-batch", "charrnn/diagnose/log.py", "nb = math.ceil(size / B)", "nb = size // B",
+        "diagnose --log's len(dataset) factor forgets the last partial batch", ("tests/test_diagnose_log.py",)),
+    Bug("diaglog-sum-t-factor", "charrnn/diagnose/log.py", "found.append(Factor(T, f\"T = {T}",
+        "found.append(Factor(T - 1, f\"T = {T}", "diagnose --log's summed-over-T factor is T - 1",
+        ("tests/test_diagnose_log.py",)),
+    Bug("usergrad-scale-inverted", "charrnn/usergrad_findings.py", "k = float(u @ d / (d @ d))", "k = float(u @ d / (u @ u))",
+        "gradcheck --user names the inverse of the gradient's scale factor", ("tests/test_usergrad.py",)),
 ]
 
 
 def copy_tree(root: Path) -> Path:
-    """charrnn/, tests/ and pyproject.toml under root/tree, with root/shared linked to the real mirror."""
+    """charrnn/, tests/, examples/ (the user-style scripts some tests load), pyproject.toml and README.md
+    under root/tree, with root/shared linked to the real mirror."""
     tree = root / "tree"
     tree.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "runs")
-    for name in ("charrnn", "tests", "benchmarks"):
+    for name in ("charrnn", "tests", "benchmarks", "examples"):
         shutil.copytree(REPO / name, tree / name, ignore=ignore)
-    shutil.copy2(REPO / "pyproject.toml", tree / "pyproject.toml")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, tree / name)
     shared = REPO.parent / "shared"
     if shared.is_dir():
         (root / "shared").symlink_to(shared)
@@ -221,7 +270,8 @@ def pytest(tree: Path, args: list[str], timeout: float) -> tuple[bool, str, floa
     if r.returncode == 0:
         return True, "", seconds
     failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", r.stdout, re.M)
-    return False, failed[0] if failed else (r.stdout + r.stderr).strip().splitlines()[-1][:120], seconds
+    lines = (r.stdout + r.stderr).strip().splitlines()  # empty when, say, -k selected no test (exit 5)
+    return False, failed[0] if failed else lines[-1][:120] if lines else f"pytest exit {r.returncode}, no output", seconds
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,6 +73,21 @@ def test_training_reports_the_part_and_ends_with_the_whole_split(tmp_path):
     assert again["loss"] == pytest.approx(evals[-1]["val_loss"], rel=1e-5)
 
 
+def test_a_time_budget_that_ends_on_an_evaluation_step_still_ends_with_the_whole_split(tmp_path, monkeypatch):
+    """--minutes ends the run; its last step is an evaluation step that scored only the part (the step
+    budget did not say it was the last), so the finish must score the whole split once more."""
+    from charrnn.loop import Trainer
+
+    monkeypatch.setattr(Trainer, "elapsed", lambda self: float(self.run.step))  # one "second" per step, no clock
+    corpus = write_corpus(tmp_path, n_chars=60000)  # val split: 6,000 characters
+    run = tmp_path / "run"
+    train(tiny_options(corpus, run, max_steps=0, minutes=20 / 60, eval_every=10, eval_chars=2048))
+    evals = [e for e in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if e["event"] == "eval"]
+    assert (evals[0]["step"], evals[0]["val_scope"]) == (10, "part")
+    assert (evals[-1]["step"], evals[-1]["val_scope"]) == (20, "full")  # after the part scored at step 20
+    assert evals[-1]["val_chars"] == 5999
+
+
 def test_eval_chars_0_scores_the_whole_split_every_time(tmp_path):
     corpus = write_corpus(tmp_path, n_chars=30000)
     run = tmp_path / "run"

@@ -140,12 +140,14 @@ def test_adamw_decays_the_weight_matrices_by_lr_times_decay_and_not_the_biases(p
 
 
 def test_first_adam_step_is_lr_times_the_sign_of_the_l2_regularised_gradient(periodic, tmp_path, spy):
-    """Adam's first step, bias-corrected, is lr * g' / (|g'| + eps) with g' = g + wd * p (Adam's coupled L2)."""
+    """Adam's first step, bias-corrected, is lr * g' / (|g'| + eps) with g' = g + wd * p (Adam's coupled L2)
+    on the weight matrices, g' = g on the biases (they are not decayed)."""
     lr, wd = 0.01, 0.5
     ckpt = run(periodic, tmp_path / "run", optimizer="adam", lr=lr, weight_decay=wd, clip=0, max_steps=1)
     _, grads = loss_and_grads(ckpt, spy[0])
     for name, g in grads.items():
-        g2 = g + wd * spy[0][2][name]
+        p0 = spy[0][2][name]
+        g2 = g + (wd if p0.dim() >= 2 else 0.0) * p0
         torch.testing.assert_close(ckpt["model"][name], spy[0][2][name] - lr * g2 / (g2.abs() + 1e-8), rtol=1e-5, atol=1e-6,
                                    msg=lambda m: f"{name}: not Adam's first step with L2 weight decay {m}")
 
