@@ -658,7 +658,6 @@ def _gradcheck_user(spec: str, seq_len: Optional[int], seed: int, samples: Optio
     import math
 
     from rich import box
-    from rich.markup import escape
     from rich.table import Table
 
     from charrnn.usergrad import UserGradOptions, check_user_gradients
@@ -716,7 +715,6 @@ def diagnose(
     val_size: Optional[int] = typer.Option(None, "--val-size", help="With --log: sequences in your validation set (len(validation_set)).", rich_help_panel="Training log"),
 ):
     """Why is the loss flat or rising? Measure normalisation, hidden-state handling and gradients of a trained model, or read your own training log (--log)."""
-    from rich.markup import escape
 
     from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint, diagnose_factory
     from charrnn.diagnose import SECTIONS
@@ -740,19 +738,31 @@ def diagnose(
             report = diagnose_checkpoint(ckpt, text, opts, on_check=progress)
     if json_out:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
-    colour = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
     subj = report.subject
-    console.print(f"[{colour[report.verdict]}]{escape(report.summary)}[/]")
+    console.print(f"[{_STATUS_COLOUR[report.verdict]}]{escape(report.summary)}[/]")
     what = subj.get("checkpoint") or subj.get("factory")
     console.print(f"[dim]{escape(str(what))}: {escape(str(subj.get('model')))}, vocab {subj.get('vocab_size')}; "
                   f"text {escape(str(subj.get('text')))} ({subj.get('text_chars'):,} chars, up to {opts.max_chars:,} scored per check); "
                   f"{report.seconds:.1f}s[/]")
     for section, title in SECTIONS.items():
         console.print(f"\n[bold]{title}[/]")
-        for c in (c for c in report.checks if c.section == section):
-            console.print(f"  [{colour[c.status]}]{c.status.upper():4}[/] [bold]{c.id}[/]  {escape(c.message)}")
-            if c.status in ("warn", "fail") and c.advice:
-                console.print(f"        [italic]→ {escape(c.advice)}[/]")
+        _print_checks(c for c in report.checks if c.section == section)
+    _fail_on(report)
+
+
+_STATUS_COLOUR = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+def _print_checks(checks) -> None:
+    """One line per check (status, id, message) and, for a warning or failure, its advice."""
+    for c in checks:
+        console.print(f"  [{_STATUS_COLOUR[c.status]}]{c.status.upper():4}[/] [bold]{c.id}[/]  {escape(c.message)}")
+        if c.status in ("warn", "fail") and c.advice:
+            console.print(f"        [italic]→ {escape(c.advice)}[/]")
+
+
+def _fail_on(report) -> None:
+    """A diagnosis with a failed check exits 1, naming the checks."""
     if report.failed:
         raise CharRNNError(f"diagnose: {len(report.failed)} check(s) failed: {', '.join(c.id for c in report.failed)}", exit_code=1)
 
@@ -760,7 +770,6 @@ def diagnose(
 def _diagnose_log(log, batch_size, seq_len, vocab_size, text, train_size, val_size, json_out) -> None:
     """`diagnose --log`: the checks of the user's own log, with the recorded curves next to the corrected ones."""
     from rich import box
-    from rich.markup import escape
     from rich.table import Table
 
     from charrnn.diagnose.log import SECTION, LogOptions, diagnose_log
@@ -770,9 +779,8 @@ def _diagnose_log(log, batch_size, seq_len, vocab_size, text, train_size, val_si
     report = diagnose_log(log, opts)
     if json_out:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
-    colour = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
     subj = report.subject
-    console.print(f"[{colour[report.verdict]}]{escape(report.summary)}[/]")
+    console.print(f"[{_STATUS_COLOUR[report.verdict]}]{escape(report.summary)}[/]")
     known = ", ".join(f"{k} {subj[k]}" for k in ("batch_size", "seq_len", "train_size", "val_size") if subj[k] is not None)
     unigram = f", unigram entropy {subj['unigram_entropy']:.3f}" if subj["unigram_entropy"] is not None else ""
     console.print(f"[dim]{escape(subj['log'])} ({subj['format']}, {subj['rows']} row{'s' if subj['rows'] != 1 else ''}); vocab {subj['vocab_size']}: "
@@ -792,12 +800,8 @@ def _diagnose_log(log, batch_size, seq_len, vocab_size, text, train_size, val_si
         table.add_row(f"{curves['x'][i]:g}", *[fmt(curves[f"{n}_{c}"][i]) for n in names for c in ("recorded", "corrected")])
     console.print(table)
     console.print(f"[bold]{SECTION[1]}[/]")
-    for c in report.checks:
-        console.print(f"  [{colour[c.status]}]{c.status.upper():4}[/] [bold]{c.id}[/]  {escape(c.message)}")
-        if c.status in ("warn", "fail") and c.advice:
-            console.print(f"        [italic]→ {escape(c.advice)}[/]")
-    if report.failed:
-        raise CharRNNError(f"diagnose: {len(report.failed)} check(s) failed: {', '.join(c.id for c in report.failed)}", exit_code=1)
+    _print_checks(report.checks)
+    _fail_on(report)
 
 
 # --------------------------------------------------------------------------------------------- probe
