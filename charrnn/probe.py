@@ -339,16 +339,16 @@ def _load(target, factory, text_path, options: ProbeOptions):
     from charrnn.device import resolve_device
 
     device = resolve_device(options.device)
-    raw = read_text(text_path)
     if factory is not None:
         from charrnn.diagnose.subjects import load_factory, user_model_on
 
+        raw = read_text(text_path)
         model, _, ids, _ = user_model_on(load_factory(factory), device, raw)
         return model, device, raw, ids, {"factory": factory, "model": type(model).__name__}
     from charrnn.checkpoint import load
 
     ck = load(target, device, impl=options.impl)
-    text = ck.preprocessing.text(raw)
+    text = ck.preprocessing.read(text_path)  # decoded and prepared as the training text was
     cfg = ck.model.config
     return ck.model, device, text, ck.vocab.encode(text), {"checkpoint": ck.path, "model": f"{cfg.model}, {cfg.layers} layer(s) x {cfg.hidden}"}
 
