@@ -1,15 +1,21 @@
 """charrnn's benchmark suite: one command, tables on stdout, everything in a JSON file.
 
-    python benchmarks/run.py                       # all sections (about 20 minutes on 2 cores)
-    python benchmarks/run.py --quick               # fewer configs and steps, 68 s preset only, 100 MB only
+    python benchmarks/run.py                       # all sections (about 40 minutes on 2 cores)
+    python benchmarks/run.py --quick               # fewer configs and steps, 68 s candidates only, 100 MB only
     python benchmarks/run.py --only throughput --json bench.json
     flock /tmp/charrnn-cpu.lock python benchmarks/run.py    # on a shared machine: nobody else timing
 
 Sections (--only picks one):
     throughput  chars/s of charrnn's loop vs a raw PyTorch loop vs a d2l-style loop, GFLOP/s vs the
                 matmul peak measured in the same run (benchmarks/throughput.py)
-    quality     time to quality: `charrnn train --preset shakespeare-68s / -5min`, whole command timed,
-                validation loss (nats/char) on tinyshakespeare's last 10%
+    small       small models (hidden 64-512): the recurrent core's training step for torch / scratch x
+                fp32 / bf16, next to the same matmuls alone (benchmarks/small.py; --with-compile adds
+                a GRU loop compiled whole by torch.compile, minutes of compiling per width)
+    quality     time to quality, side by side: each preset as shipped and with one lever removed or
+                swapped (fp32, torch's GRU, the minGRU prototype of benchmarks/mingru.py), each a fresh
+                `charrnn train` process with the whole command timed; validation loss (nats/char) on
+                tinyshakespeare's last 10%. --repeat N runs the list N times, interleaved: on a shared
+                machine one run can see 20-30% more or fewer steps than the next
     sampling    chars/s of charrnn.sample.generate for a 1x512 LSTM at batch 1 and 64 after a
                 1,000-character prefix, for 1k and 10k characters (the cost per character must not grow),
                 next to the same call before issue 10 (--baseline REV), with --stop and log-probabilities,
@@ -37,8 +43,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules,
 
 import torch  # noqa: E402
 
-SECTIONS = ("throughput", "quality", "sampling", "memory")
-PRESETS = ("shakespeare-68s", "shakespeare-5min")
+SECTIONS = ("throughput", "small", "quality", "sampling", "memory")
+HERE = Path(__file__).resolve().parent
+# (label, preset, extra flags, entry point): the preset as shipped first, then one lever at a time
+CANDIDATES = [
+    ("68s as shipped", "shakespeare-68s", [], None),
+    ("68s fp32 (--no-amp)", "shakespeare-68s", ["--no-amp"], None),
+    ("68s torch nn.GRU", "shakespeare-68s", ["--impl", "torch"], None),
+    ("68s minGRU 2x256", "shakespeare-68s", ["--hidden", "256", "--layers", "2"], HERE / "mingru.py"),
+    ("5min as shipped", "shakespeare-5min", [], None),
+    ("5min fp32 (--no-amp)", "shakespeare-5min", ["--no-amp"], None),
+    ("5min before: 384, d 0.1", "shakespeare-5min", ["--no-amp", "--hidden", "384", "--dropout", "0.1"], None),
+]
+QUICK_CANDIDATES = CANDIDATES[:2]
 
 
 def machine() -> dict:
@@ -52,25 +69,37 @@ def machine() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def quality(quick: bool, data: dict, log=print) -> list[dict]:
-    """Each preset as a user runs it: a fresh `charrnn train` process, wall time of the whole command."""
+def quality(quick: bool, data: dict, repeat: int = 1, log=print) -> list[dict]:
+    """Each candidate as a user runs it: a fresh `charrnn train` process, wall time of the whole command.
+    The list runs `repeat` times in turn, so every candidate meets the machine's slow and fast minutes."""
     rows = []
-    for name in PRESETS[:1] if quick else PRESETS:
-        with tempfile.TemporaryDirectory() as out:
-            cmd = [sys.executable, "-m", "charrnn", "train", "--preset", name, "--out", out + "/run", "--json", "--quiet"]
-            cmd += [a for k, v in data.items() if v for a in (f"--{k.replace('_', '-')}", str(v))]
-            t = time.perf_counter()
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            wall = time.perf_counter() - t
-        if r.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr[-1500:]}")
-        s = json.loads(r.stdout.strip().splitlines()[-1])
-        row = {"preset": name, "wall_s": wall, "train_s": s["seconds"], "steps": s["steps"], "epochs": s["epochs"],
-               "chars": s["chars"], "val_loss": s["val_loss"], "best_val_loss": s["best_val_loss"], "params": s["params"]}
-        rows.append(row)
-        log(f"{name:18s} wall {wall:6.1f} s (training {row['train_s']:6.1f} s, {row['steps']} steps, "
-            f"{row['epochs']:.2f} epochs)  val loss {row['val_loss']:.4f}  best {row['best_val_loss']:.4f}")
+    for round_ in range(repeat):
+        for label, preset, flags, entry in QUICK_CANDIDATES if quick else CANDIDATES:
+            rows.append(_quality_run(label, preset, flags, entry, data))
+            r = rows[-1]
+            log(f"{label:22s} wall {r['wall_s']:6.1f} s (training {r['train_s']:6.1f} s, {r['steps']:5d} steps, "
+                f"{r['epochs']:.2f} epochs)  val loss {r['val_loss']:.4f}" + (f"  (round {round_ + 1})" if repeat > 1 else ""))
+    if repeat > 1:
+        for label in dict.fromkeys(r["candidate"] for r in rows):
+            vals = sorted(r["val_loss"] for r in rows if r["candidate"] == label)
+            log(f"{label:22s} val loss median {vals[len(vals) // 2]:.4f}, range {vals[0]:.4f}-{vals[-1]:.4f}")
     return rows
+
+
+def _quality_run(label: str, preset: str, flags: list[str], entry: Path | None, data: dict) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, *([str(entry)] if entry else ["-m", "charrnn"]), "train", "--preset", preset,
+               *flags, "--out", out + "/run", "--json", "--quiet"]
+        cmd += [a for k, v in data.items() if v for a in (f"--{k.replace('_', '-')}", str(v))]
+        t = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr[-1500:]}")
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"candidate": label, "preset": preset, "flags": flags, "wall_s": wall, "train_s": s["seconds"],
+            "steps": s["steps"], "epochs": s["epochs"], "chars": s["chars"], "val_loss": s["val_loss"],
+            "best_val_loss": s["best_val_loss"], "params": s["params"]}
 
 
 # sample.py as it was before stop strings, beam search and the interactive loop (issue 10): the
@@ -164,6 +193,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mirror", help="corpus mirror (as charrnn train --mirror)")
     ap.add_argument("--baseline", default=SAMPLING_BASELINE, metavar="REV",
                     help="the git revision whose charrnn/sample.py is the sampling section's 'before'")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N", help="quality: run the candidate list N times, interleaved")
+    ap.add_argument("--with-compile", action="store_true", help="small: add a torch.compile'd GRU loop (minutes per width)")
     ap.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "charrnn-bench"),
                     help="where the memory section writes its big corpora (kept for the next run)")
     args = ap.parse_args(argv)
@@ -179,6 +210,14 @@ def main(argv=None) -> int:
         print("\n## Training throughput (chars/s; overhead = raw / charrnn - 1)")
         print(throughput.HEADER)
         results["throughput"] = throughput.run(args.quick, data)
+    if "small" in sections:
+        import small
+
+        print("\n## Small models: one training step of the recurrent core (batch 32 x 100, 64-wide input), chars/s")
+        print(small.HEADER)
+        results["small"] = small.run(args.quick, with_compile=args.with_compile)
+        print("\n## The presets' models, whole training steps (fp32 vs --amp, interleaved, best of 5)")
+        results["small_presets"] = small.preset_steps()
     if "sampling" in sections:
         print(f"\n## Sampling speed (1x512 LSTM; before = charrnn/sample.py at {args.baseline})")
         results["sampling"] = sampling(args.quick, data, baseline=args.baseline)
@@ -195,7 +234,7 @@ def main(argv=None) -> int:
                                           Path(src) if src else None)
     if "quality" in sections:
         print("\n## Time to quality (tinyshakespeare, 90/10, whole command)")
-        results["quality"] = quality(args.quick, data)
+        results["quality"] = quality(args.quick, data, repeat=args.repeat)
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.json}")
     return 0

@@ -22,6 +22,13 @@ Speed: the input projection of all T steps is one matmul before the loop, all ga
 addmm into a preallocated buffer, and the weight gradients are one matmul each after the backward loop
 over the stacked per-step gate gradients (T*B, G*H). Only the recurrent matmul is inside the loops.
 
+Precision: every function takes `lowp`, None (all fp32, or float64 for gradcheck) or torch.bfloat16
+(`ScratchLayer` passes it under bf16 autocast, i.e. `--amp`). With bf16 only the matmuls change: their
+operands are cast to bf16, the kernel accumulates in fp32, and the product is added into the same fp32
+buffers, so states, gates, cell values and gradients stay fp32 (under CPU autocast torch's nn.LSTM
+returns bf16 outputs and states). Layers narrower than BF16_MIN_HIDDEN stay fp32, where the casts cost
+more than they save. Measured in benchmarks/run.py --only small.
+
 The forward caches the initial state first: hs[0] = h0 and hs[t + 1] = h_t, likewise cs for the LSTM
 cell, so "the state before step t" is always hs[t] and "the state after step t" is hs[t + 1].
 """
@@ -37,11 +44,37 @@ import torch.nn.functional as F
 Tensor = torch.Tensor
 
 
+def _mm(a: Tensor, b: Tensor, lowp: torch.dtype | None) -> Tensor:
+    """a @ b. With lowp both operands go to that dtype (a no-op for b cast already by `_cast`), and the
+    product, accumulated in fp32 inside the kernel, comes back in it: an fp32 add promotes it back."""
+    return a @ b if lowp is None else a.to(lowp) @ b.to(lowp)
+
+
+def _addmm(acc: Tensor, a: Tensor, b: Tensor, lowp: torch.dtype | None, out: Tensor | None = None) -> Tensor:
+    """acc + a @ b (into `out` when given, which may be acc itself), the product as in `_mm`."""
+    if lowp is None:
+        return acc.addmm_(a, b) if out is acc else torch.addmm(acc, a, b, out=out)
+    return acc.add_(_mm(a, b, lowp)) if out is acc else torch.add(acc, _mm(a, b, lowp), out=out)
+
+
+def _cast(w: Tensor, lowp: torch.dtype | None) -> Tensor:
+    """A weight cast once before a loop that multiplies by it every step (unchanged without lowp)."""
+    return w if lowp is None else w.to(lowp)
+
+
+def _weight_grads(dgi: Tensor, dgh: Tensor, x: Tensor, h_prev: Tensor, lowp) -> tuple[Tensor, Tensor]:
+    """The weight gradients after a backward loop, all T*B rows in one matmul each. dgi, dgh (T*B, G*H):
+    gradients of the input and the hidden pre-activations (one tensor for rnn and lstm; the GRU's
+    differ in n), x (T*B, I) the inputs, h_prev (T*B, H) the state each step multiplied
+    -> dW_ih (G*H, I), dW_hh (G*H, H) in dgi's dtype."""
+    return _mm(dgi.t(), x, lowp).to(dgi.dtype), _mm(dgh.t(), h_prev, lowp).to(dgi.dtype)
+
+
 # ----------------------------------------------------------------------------------------------------
 # tanh RNN
 
 
-def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
+def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, lowp=None):
     """Elman RNN with tanh, over a whole sequence.
 
         h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
@@ -54,16 +87,16 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
     hs = x.new_empty(T + 1, B, H)  # hs[0] = h0, hs[t + 1] = h_t
     hs[0] = h0
     # input projection of every step at once: (T*B, I) @ (I, H), both biases folded in
-    xw = torch.addmm(b_ih + b_hh, x.reshape(T * B, I), W_ih.t()).view(T, B, H)
-    W_hhT = W_hh.t()
+    xw = _addmm(b_ih + b_hh, x.reshape(T * B, I), W_ih.t(), lowp).view(T, B, H)
+    W_hhT = _cast(W_hh.t(), lowp)
     for t in range(T):
-        torch.addmm(xw[t], hs[t], W_hhT, out=hs[t + 1])  # pre-activation
+        _addmm(xw[t], hs[t], W_hhT, lowp, out=hs[t + 1])  # pre-activation
         hs[t + 1].tanh_()  # h_t
     cache = (x, hs, W_ih, W_hh)
     return hs[1:], hs[T].clone(), cache
 
 
-def rnn_backward(dout, dhT, cache, need_dx=True):
+def rnn_backward(dout, dhT, cache, need_dx=True, lowp=None):
     """BPTT through `rnn_forward`.
 
     dout (T, B, H): dloss/dh_t from the layer above; dhT (B, H): dloss/dh_T from the returned state.
@@ -75,22 +108,23 @@ def rnn_backward(dout, dhT, cache, need_dx=True):
     h = hs[1:]  # (T, B, H) h_1..h_T
     dpre = 1 - h * h  # tanh' of every step; times dloss/dh_t in the loop -> dloss/d(pre-activation)
     dh_next = dhT.clone()  # dloss/dh_t arriving from step t + 1 (and from the returned state)
+    W_hh_c = _cast(W_hh, lowp)
     for t in reversed(range(T)):
         dpre[t].mul_(dout[t] + dh_next)  # dh_t from the layer above and from the next step
-        dh_next = dpre[t] @ W_hh  # to h_{t-1}
+        dh_next = _mm(dpre[t], W_hh_c, lowp)  # to h_{t-1}
     dpre2 = dpre.view(T * B, H)
-    dW_ih = dpre2.t() @ x.reshape(T * B, I)
-    dW_hh = dpre2.t() @ hs[:-1].reshape(T * B, H)  # step t multiplies h_{t-1} = hs[t]
+    # step t multiplies h_{t-1} = hs[t]
+    dW_ih, dW_hh = _weight_grads(dpre2, dpre2, x.reshape(T * B, I), hs[:-1].reshape(T * B, H), lowp)
     db = dpre2.sum(0)
-    dx = (dpre2 @ W_ih).view(T, B, I) if need_dx else None
-    return dx, dh_next, dW_ih, dW_hh, db, db.clone()
+    dx = _mm(dpre2, W_ih, lowp).view(T, B, I).to(x.dtype) if need_dx else None
+    return dx, dh_next.to(x.dtype), dW_ih, dW_hh, db, db.clone()
 
 
 # ----------------------------------------------------------------------------------------------------
 # GRU
 
 
-def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, lowp=None):
     """GRU over a whole sequence, torch's equations and gate order (r, z, n).
 
         r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)          reset gate
@@ -106,11 +140,11 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
     hs = x.new_empty(T + 1, B, H)  # hs[0] = h0, hs[t + 1] = h_t
     hs[0] = h0
     # input projections of every step at once; overwritten in place by the activations r, z, n
-    acts = torch.addmm(b_ih, x.reshape(T * B, I), W_ih.t()).view(T, B, 3 * H)
+    acts = _addmm(b_ih, x.reshape(T * B, I), W_ih.t(), lowp).view(T, B, 3 * H)
     gh = x.new_empty(T, B, 3 * H)  # W_hh h_{t-1} + b_hh; its n part is needed again in the backward
-    W_hhT = W_hh.t()
+    W_hhT = _cast(W_hh.t(), lowp)
     for t in range(T):
-        torch.addmm(b_hh, hs[t], W_hhT, out=gh[t])
+        _addmm(b_hh, hs[t], W_hhT, lowp, out=gh[t])
         rz = acts[t, :, : 2 * H]
         rz.add_(gh[t, :, : 2 * H]).sigmoid_()  # reset and update gates
         r, z = rz[:, :H], rz[:, H:]
@@ -121,7 +155,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
     return hs[1:], hs[T].clone(), cache
 
 
-def gru_backward(dout, dhT, cache, need_dx=True):
+def gru_backward(dout, dhT, cache, need_dx=True, lowp=None):
     """BPTT through `gru_forward`.
 
     dout (T, B, H), dhT (B, H) -> dx (T, B, I) (None unless need_dx), dh0 (B, H), dW_ih, dW_hh, db_ih, db_hh
@@ -145,15 +179,15 @@ def gru_backward(dout, dhT, cache, need_dx=True):
     dgh[:, :, 2 * H :].mul_(r)  # ...and scaled by r for n
     dH = x.new_empty(T, B, H)  # dloss/dh_t of every step
     dh_next = dhT.clone()  # arriving from step t + 1 (and from the returned state)
+    W_hh_c = _cast(W_hh, lowp)
     for t in reversed(range(T)):
         dh = torch.add(dout[t], dh_next, out=dH[t])  # from the layer above and from the next step
         dgh[t].view(B, 3, H).mul_(dh.unsqueeze(1))
-        dh_next = torch.addmm(dh * z[t], dgh[t], W_hh)  # direct path z * h_{t-1}, plus through the gates
+        dh_next = _addmm(dh * z[t], dgh[t], W_hh_c, lowp)  # direct path z * h_{t-1}, plus through the gates
     dgi.view(T, B, 3, H).mul_(dH.unsqueeze(2))
     dgi2, dgh2 = dgi.view(T * B, 3 * H), dgh.view(T * B, 3 * H)
-    dW_ih = dgi2.t() @ x.reshape(T * B, I)
-    dW_hh = dgh2.t() @ hs[:-1].reshape(T * B, H)
-    dx = (dgi2 @ W_ih).view(T, B, I) if need_dx else None
+    dW_ih, dW_hh = _weight_grads(dgi2, dgh2, x.reshape(T * B, I), hs[:-1].reshape(T * B, H), lowp)
+    dx = _mm(dgi2, W_ih, lowp).view(T, B, I).to(x.dtype) if need_dx else None
     return dx, dh_next, dW_ih, dW_hh, dgi2.sum(0), dgh2.sum(0)
 
 
@@ -161,7 +195,7 @@ def gru_backward(dout, dhT, cache, need_dx=True):
 # LSTM
 
 
-def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, lowp=None):
     """LSTM over a whole sequence, torch's equations and gate order (i, f, g, o).
 
         i_t = sigmoid(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)     input gate
@@ -183,11 +217,11 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
     cs[0] = c0
     # input projections of every step at once, both biases folded in; the loop adds W_hh h_{t-1} in place
     # and then overwrites the pre-activations with the activations i, f, g, o
-    acts = torch.addmm(b_ih + b_hh, x.reshape(T * B, I), W_ih.t()).view(T, B, 4 * H)
-    W_hhT = W_hh.t()
+    acts = _addmm(b_ih + b_hh, x.reshape(T * B, I), W_ih.t(), lowp).view(T, B, 4 * H)
+    W_hhT = _cast(W_hh.t(), lowp)
     for t in range(T):
         a = acts[t]
-        a.addmm_(hs[t], W_hhT)  # all four gates in one matmul
+        _addmm(a, hs[t], W_hhT, lowp, out=a)  # all four gates in one matmul
         a[:, : 2 * H].sigmoid_()  # input and forget gates
         a[:, 2 * H : 3 * H].tanh_()  # candidate cell
         a[:, 3 * H :].sigmoid_()  # output gate
@@ -199,7 +233,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh):
     return hs[1:], hs[T].clone(), cs[T].clone(), cache
 
 
-def lstm_backward(dout, dhT, dcT, cache, need_dx=True):
+def lstm_backward(dout, dhT, dcT, cache, need_dx=True, lowp=None):
     """BPTT through `lstm_forward`.
 
     dout (T, B, H): dloss/dh_t from the layer above; dhT, dcT (B, H): from the returned state.
@@ -220,25 +254,39 @@ def lstm_backward(dout, dhT, dcT, cache, need_dx=True):
     torch.mul(tcs * o, 1 - o, out=do)  # output gate: h_t = o * tanh(c_t), sigmoid'
     dh_to_dc = o * (1 - tcs * tcs)  # dc_t gets dh_t times this, through h_t = o * tanh(c_t)
     dh_next, dc_next = dhT.clone(), dcT.clone()  # arriving from step t + 1 (and the returned state)
+    W_hh_c = _cast(W_hh, lowp)
     for t in reversed(range(T)):
         dh = dout[t] + dh_next  # from the layer above and from the next step
         dc = torch.addcmul(dc_next, dh, dh_to_dc[t])  # from the next step and through h_t
         dgates[t].view(B, 4, H)[:, :3].mul_(dc.unsqueeze(1))  # i, f, g
         dgates[t, :, 3 * H :].mul_(dh)  # o
         dc_next = dc * f[t]  # to c_{t-1}
-        dh_next = dgates[t] @ W_hh  # to h_{t-1}
+        dh_next = _mm(dgates[t], W_hh_c, lowp)  # to h_{t-1}
     dg2 = dgates.view(T * B, 4 * H)
-    dW_ih = dg2.t() @ x.reshape(T * B, I)
-    dW_hh = dg2.t() @ hs[:-1].reshape(T * B, H)  # step t multiplies h_{t-1} = hs[t]
+    # step t multiplies h_{t-1} = hs[t]
+    dW_ih, dW_hh = _weight_grads(dg2, dg2, x.reshape(T * B, I), hs[:-1].reshape(T * B, H), lowp)
     db = dg2.sum(0)
-    dx = (dg2 @ W_ih).view(T, B, I) if need_dx else None
-    return dx, dh_next, dc_next, dW_ih, dW_hh, db, db.clone()
+    dx = _mm(dg2, W_ih, lowp).view(T, B, I).to(x.dtype) if need_dx else None
+    return dx, dh_next.to(x.dtype), dc_next, dW_ih, dW_hh, db, db.clone()
 
 
 # ----------------------------------------------------------------------------------------------------
 # autograd glue and the modules
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+# Under bf16 autocast, layers at least this wide multiply in bf16. Measured on a 2-core AMD EPYC with
+# AVX512-BF16 (benchmarks/run.py --only small, chars/s of a 32x100 step, fp32 -> bf16): below these the
+# casts cost as much as the bf16 matmuls save or more (GRU 128: 119k -> 107k, LSTM 128: 124k -> 127k,
+# RNN 256: 147k -> 138k in one run and faster in another); from them on bf16 wins (GRU 256: 60k -> 77k,
+# LSTM 256: 50k -> 83k, RNN 512: 53k -> 97k).
+BF16_MIN_HIDDEN = {"rnn": 512, "gru": 256, "lstm": 256}
+
+
+def _autocast_lowp(kind: str, device: str, hidden: int) -> torch.dtype | None:
+    """bf16 when bf16 autocast is on for `device` and the layer is wide enough to gain from it."""
+    on = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16
+    return torch.bfloat16 if on and hidden >= BF16_MIN_HIDDEN[kind] else None
+
 STATES = {"rnn": 1, "gru": 1, "lstm": 2}  # state tensors per layer: h, or (h, c)
 FORWARD = {"rnn": rnn_forward, "gru": gru_forward, "lstm": lstm_forward}
 BACKWARD = {"rnn": rnn_backward, "gru": gru_backward, "lstm": lstm_backward}  # looked up at call time
@@ -252,13 +300,15 @@ class ScratchLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, kind, x, W_ih, W_hh, b_ih, b_hh, *state0):
-        # under autocast, run in the parameters' dtype: the cell functions write into preallocated buffers
-        dtype = W_ih.dtype
+        # Under autocast the buffers, states and gradients stay in the parameters' dtype (the cell
+        # functions write into preallocated buffers); under bf16 autocast the matmuls run in bf16.
+        dtype, device = W_ih.dtype, x.device.type
+        lowp = _autocast_lowp(kind, device, hidden=W_hh.shape[1])
         x, state0 = x.to(dtype).contiguous(), [s.to(dtype) for s in state0]
-        with torch.autocast(x.device.type, enabled=False):
-            out, *rest = FORWARD[kind](x, *state0, W_ih, W_hh, b_ih, b_hh)
+        with torch.autocast(device, enabled=False):
+            out, *rest = FORWARD[kind](x, *state0, W_ih, W_hh, b_ih, b_hh, lowp=lowp)
         *stateT, cache = rest
-        ctx.kind = kind
+        ctx.kind, ctx.lowp = kind, lowp
         ctx.save_for_backward(*cache)
         return (out, *stateT)
 
@@ -266,7 +316,8 @@ class ScratchLayer(torch.autograd.Function):
     def backward(ctx, dout, *dstateT):
         n = STATES[ctx.kind]
         with torch.autocast(dout.device.type, enabled=False):
-            grads = BACKWARD[ctx.kind](dout.contiguous(), *dstateT, ctx.saved_tensors, need_dx=ctx.needs_input_grad[1])
+            grads = BACKWARD[ctx.kind](dout.contiguous(), *dstateT, ctx.saved_tensors, need_dx=ctx.needs_input_grad[1],
+                                       lowp=ctx.lowp)
         dx, dstate0, dW = grads[0], grads[1 : 1 + n], grads[1 + n :]
         return (None, dx, *dW, *dstate0)
 

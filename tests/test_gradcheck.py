@@ -69,7 +69,7 @@ BUGS = [
     ("recurrent gradient not accumulated", "gru", "torch.add(dout[t], dh_next, out=dH[t])", "dH[t].copy_(dout[t])",
      LAYER0 | LAYER1 | {"h0", "input"}, set()),
     # nothing reaches the layer below: layer 0, its initial state and the input are wrong, layer 1 is right
-    *[("no gradient to the layer below", cell, f"dx = ({var} @ W_ih).view(T, B, I) if need_dx else None",
+    *[("no gradient to the layer below", cell, f"dx = _mm({var}, W_ih, lowp).view(T, B, I).to(x.dtype) if need_dx else None",
        "dx = torch.zeros_like(x) if need_dx else None", LAYER0 | {"h0", "input"} | ({"c0"} if cell == "lstm" else set()),
        LAYER1) for cell, var in (("rnn", "dpre2"), ("gru", "dgi2"), ("lstm", "dg2"))],
 ]

@@ -137,6 +137,24 @@ def test_ctrl_c_then_resume_is_bit_for_bit_the_uninterrupted_run(tmp_path, sampl
     assert strip(tmp_path / "full") == strip(tmp_path / "part")
 
 
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no native bf16")
+def test_amp_resume_is_bit_for_bit_with_bf16_scratch_layers(tmp_path):
+    """--amp on a bf16 CPU: the scratch GRU multiplies in bf16 (hidden >= BF16_MIN_HIDDEN), and a
+    resumed run still ends on exactly the uninterrupted run's weights."""
+    from charrnn.scratch import BF16_MIN_HIDDEN
+
+    corpus = write_corpus(tmp_path, 3000)
+    opts = dict(model="gru", impl="scratch", hidden=BF16_MIN_HIDDEN["gru"], batch_size=2, seq_len=8, amp=True,
+                max_steps=8, eval_every=4, log_every=1)
+    train(tiny_options(corpus, tmp_path / "full", **opts))
+    part = train(tiny_options(corpus, tmp_path / "part", **opts), on_event=_interrupt_at(3))
+    assert part["interrupted"] and part["steps"] == 3
+    train({}, resume=str(tmp_path / "part"))
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_can_extend_the_budget_but_not_change_the_model(tmp_path):
     corpus = write_corpus(tmp_path, 3000)
     run = tmp_path / "run"
