@@ -51,7 +51,8 @@ class TrainDisplay:
         self.console.print(
             f"[bold]{verb}[/] {d['model']} ({d['impl']}, {d['params']:,} parameters) on [bold]{escape(d['corpus'])}[/] "
             f"({d['train_chars']:,} train / {d['val_chars']:,} val chars, vocab {d['vocab_size']}) "
-            f"on {d['device']}; state {d['state_policy']}; {d['steps_per_epoch']:,} steps per epoch -> {escape(d['run_dir'])}"
+            f"on {d['device']}{' (' + d['precision'] + ')' if d.get('precision', 'fp32') != 'fp32' else ''}; "
+            f"state {d['state_policy']}; {d['steps_per_epoch']:,} steps per epoch -> {escape(d['run_dir'])}"
         )
         self.progress = Progress(
             TextColumn("[progress.description]{task.description}"),

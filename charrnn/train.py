@@ -180,6 +180,7 @@ def _start_data(tr: Trainer, resumed: bool) -> dict[str, Any]:
         "model": tr.mcfg.model, "impl": tr.mcfg.impl, "params": count_parameters(tr.model), "device": str(tr.device),
         "steps_per_epoch": tr.steps_per_epoch, "total_steps": tr.budget.steps or None, "minutes": tr.cfg.minutes or None,
         "step": tr.run.step, "state_policy": tr.cfg.state_policy(), "resumed": resumed, "version": __version__,
+        "precision": "bf16 autocast" if isinstance(tr.autocast, torch.autocast) else "fp32",
     }
 
 

@@ -219,6 +219,8 @@ def _amp_run(periodic, out):
         train({**BASE, "corpus": str(periodic), "out": str(out), "amp": True, "max_steps": 2}, on_event=events.append)
     finally:
         handle.remove()
+    start = next(e.data for e in events if e.kind == "start")
+    assert start["precision"] == ("bf16 autocast" if dtypes == [torch.bfloat16] * 2 else "fp32")  # what the start line says
     return dtypes, [e.data["message"] for e in events if e.kind == "warning"]
 
 
