@@ -62,13 +62,15 @@ RESUMABLE_KEYS = {
 }
 
 
-def build_configs(options: dict[str, Any], resume: str | None = None) -> tuple[ModelConfig, TrainConfig, Checkpoint | None]:
+def build_configs(options: dict[str, Any], resume: str | None = None,
+                  init: Checkpoint | None = None) -> tuple[ModelConfig, TrainConfig, Checkpoint | None]:
     """Flat options (flags, YAML, preset) -> configs. On resume the checkpoint's configs are the base
-    and only RESUMABLE_KEYS may be given."""
+    and only RESUMABLE_KEYS may be given. `init`: the --init-from checkpoint when the caller has read
+    it already (it is read here otherwise)."""
     options = coerce({k: v for k, v in options.items() if v is not None})
     if resume is None:
         if options.get("init_from"):  # fine-tuning: the architecture and preprocessing of that checkpoint
-            options = finetune.options_for(options, load(options["init_from"]))
+            options = finetune.options_for(options, init or load(options["init_from"]))
         model_kw, train_kw = split_options(options)
         return ModelConfig(**model_kw), TrainConfig(**train_kw), None
     if options.get("init_from"):
@@ -94,23 +96,25 @@ def build_configs(options: dict[str, Any], resume: str | None = None) -> tuple[M
 def train(options: dict[str, Any], resume: str | None = None, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
     """Run (or resume) one training run described by flat `options`; returns a summary dict."""
     emit = on_event or (lambda e: None)
-    mcfg, cfg, ck = build_configs(options, resume)
+    # a checkpoint to fine-tune from is read once: for its configs here and for its weights in _train
+    init = load(options["init_from"]) if options.get("init_from") and resume is None else None
+    mcfg, cfg, ck = build_configs(options, resume, init)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ddp = distributed.setup(cfg.device, cfg.batch_size)  # None unless torchrun started several processes
     try:
-        return _train(mcfg, cfg, ck, emit if ddp is None or ddp.is_main else (lambda e: None), ddp)
+        return _train(mcfg, cfg, ck, init, emit if ddp is None or ddp.is_main else (lambda e: None), ddp)
     finally:
         distributed.teardown(ddp)
 
 
-def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, emit: Callable[[Event], None],
-           ddp: distributed.DistContext | None) -> dict[str, Any]:
-    """Set the run up, hold its directory while the loop runs, and summarise it."""
+def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, init: Checkpoint | None,
+           emit: Callable[[Event], None], ddp: distributed.DistContext | None) -> dict[str, Any]:
+    """Set the run up, hold its directory while the loop runs, and summarise it. ck: the checkpoint
+    being resumed; init: the one being fine-tuned from (never both)."""
     device = ddp.device if ddp else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     corpus = prepare_corpus(cfg, vocab=ck.vocab if ck else None, notice=lambda m: emit(Event("notice", {"message": m})))
-    init = load(cfg.init_from) if cfg.init_from and ck is None else None
     if init is not None:  # fine-tuning: the old characters keep their ids, new ones are appended
         corpus, added = finetune.grow_vocab(init.vocab, corpus)
         emit(Event("notice", {"message": f"fine-tuning from {init.path}: " + (

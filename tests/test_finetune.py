@@ -96,6 +96,17 @@ def test_a_fine_tuned_run_resumes_exactly(base, tmp_path):
         assert torch.equal(a[name], b[name]), name
 
 
+def test_the_source_checkpoint_is_read_once(base, tmp_path, monkeypatch):
+    import charrnn.train as train_module
+
+    run, new = base
+    reads = []
+    real_load = train_module.load
+    monkeypatch.setattr(train_module, "load", lambda *a, **k: reads.append(a) or real_load(*a, **k))
+    train(tiny_options(new, tmp_path / "ft", max_steps=2, init_from=str(run), model=None, hidden=None, layers=None))
+    assert len(reads) == 1, reads
+
+
 def test_a_grown_vocabulary_encodes_and_decodes():
     v = Vocab(("b", "d", "a", "é", "c"))  # old characters, then appended ones: not sorted
     text = "abcédcba"
