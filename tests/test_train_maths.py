@@ -236,3 +236,15 @@ def test_amp_without_bf16_warns_and_trains_in_fp32(periodic, tmp_path, monkeypat
     dtypes, warnings = _amp_run(periodic, tmp_path / "run")
     assert dtypes == [torch.float32] * 2
     assert any("--amp" in w and "fp32" in w for w in warnings), warnings
+
+
+@pytest.mark.skipif(not _bf16_ok(), reason="this CPU has no native bf16")
+@pytest.mark.parametrize("hidden, told", [(16, True), (256, False)])
+def test_amp_says_when_narrow_scratch_layers_keep_fp32(periodic, tmp_path, hidden, told):
+    events = []
+    train({**BASE, "corpus": str(periodic), "out": str(tmp_path / "run"), "amp": True, "max_steps": 1,
+           "model": "gru", "impl": "scratch", "hidden": hidden}, on_event=events.append)
+    notes = [e.data["message"] for e in events if e.kind == "notice" and "--amp" in e.data["message"]]
+    assert bool(notes) == told, notes
+    if told:
+        assert "16-wide scratch GRU layers keep fp32" in notes[0] and "256 units" in notes[0]
