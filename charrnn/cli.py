@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from charrnn import __version__
+from charrnn import __version__, render
 from charrnn.config import DEFAULT_EPOCHS, ModelConfig, TrainConfig
 from charrnn.errors import EXIT_INTERNAL, CharRNNError
 
@@ -446,23 +446,11 @@ def eval_(
 
 def _show_by_position(result: dict, plot: Path | None, quiet: bool) -> None:
     """The --by-position table (stderr when --json holds stdout) and, with matplotlib, the picture."""
-    from rich import box
-    from rich.table import Table
-
-    import math
-
     from charrnn.horizon import save_position_plot
 
     prof = result["by_position"]
     horizon = prof["horizon"]
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
-                  title=f"loss by characters since the zero state ({prof['streams']} streams of {prof['stream_chars']:,})")
-    for col in ("positions", "loss", "perplexity", "chars"):
-        table.add_column(col, justify="right")
-    for b in prof["bins"]:
-        mark = " [yellow]past horizon[/]" if b["past_horizon"] else ""
-        table.add_row(f"{b['from']}-{b['to']}{mark}", f"{b['loss']:.4f}", f"{b['perplexity']:.3f}", f"{b['chars']:,}")
-    (console if quiet else out).print(table)
+    (console if quiet else out).print(render.position_table(prof))
     if horizon:
         within, beyond = prof["loss_within_horizon"], prof["loss_beyond_horizon"]
         tail = f", past it {beyond:.4f} (perplexity {math.exp(beyond):.3f})" if beyond is not None else ""
@@ -477,9 +465,6 @@ def _show_by_position(result: dict, plot: Path | None, quiet: bool) -> None:
 
 
 def _eval_ngram(ckpt, order, text, split_name, device, impl, data_dir, json_out) -> None:
-    from rich import box
-    from rich.table import Table
-
     from charrnn.ngram import compare
 
     with console.status(f"fitting 1..{order}-grams and scoring", spinner="dots"):
@@ -487,28 +472,8 @@ def _eval_ngram(ckpt, order, text, split_name, device, impl, data_dir, json_out)
     if json_out:
         print(json.dumps(r))
         return
-    out.print(f"{escape(r['source'])}: {r['chars']:,} characters scored; n-grams: interpolated Kneser-Ney fitted on the "
-              f"{r['train_chars']:,}-character training split")
-    table = Table(box=box.SIMPLE_HEAD)
-    for col in ("model", "nats/char", "bits/char", "perplexity"):
-        table.add_column(col, justify="right")
-    for name, row in [("this model", r["model"])] + [(f"{g['order']}-gram", g) for g in r["ngrams"]]:
-        table.add_row(name, f"{row['loss']:.4f}", f"{row['bpc']:.4f}", f"{row['perplexity']:.3f}")
-    out.print(table)
-    table = Table(title=f"where the model beats the {order}-gram (advantage = n-gram loss - model loss, nats/char)",
-                  title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("character", "count", "model", f"{order}-gram", "advantage", "contribution"):
-        table.add_column(col, justify="right")
-    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-    for b in r["breakdown"]:
-        table.add_row(b["class"], f"{b['chars']:,}", fmt(b["model_loss"], ".3f"), fmt(b["ngram_loss"], ".3f"),
-                      fmt(b["advantage"], "+.3f"), fmt(b["contribution"], "+.4f"))
-    out.print(table)
-    gain = r["ngrams"][-1]["loss"] - r["model"]["loss"]
-    out.print(f"[dim]contribution: a class's advantage summed over its characters / all {r['chars']:,} characters; "
-              f"they add up to the {order}-gram's loss minus the model's, {gain:+.4f} nats/char[/]")
-    out.print(f"[dim]'beyond reach': a closing bracket or quote whose opener is {order} or more characters back, "
-              f"outside the {order}-gram's context[/]")
+    for line in render.ngram_report(r, order):
+        out.print(line)
 
 
 def _surprisal_map(ckpt, text, split_name, device, impl, data_dir, max_chars, show, html, json_out):
@@ -553,14 +518,7 @@ def info(
     if json_out:
         print(json.dumps(d, ensure_ascii=False))
         return
-    from rich.table import Table
-
-    t = Table(show_header=False, box=None, pad_edge=False)
-    for key, value in d.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
-        t.add_row(f"[bold]{key}[/]", str(value))
-    out.print(t)
+    out.print(render.info_table(d))
 
 
 # ---------------------------------------------------------------------------------------------- plot
@@ -608,9 +566,6 @@ def gradcheck(
     user: Optional[str] = typer.Option(None, "--user", metavar="FILE.py[:NAME]", help="Check YOUR backward instead: an adapter with vocab_size, params() and loss_and_grads(params, inputs, targets); --seq-len (default 8), --seed, --samples apply (see the README)."),
 ):
     """Check the scratch engine's hand-written gradients against finite differences and autograd; --user: your own."""
-    from rich import box
-    from rich.table import Table
-
     from charrnn.gradcheck import TOLERANCES, GradcheckOptions, options_from_checkpoint, run_gradcheck
 
     batch = batch if batch is not None else batch_alias
@@ -634,16 +589,7 @@ def gradcheck(
         print(report.to_json())
     console.print(f"gradcheck: {', '.join(opts.models)}, {opts.layers} layer(s), hidden {opts.hidden}, batch {opts.batch}, "
                   f"seq-len {opts.seq_len}, vocab {opts.vocab}, embed {opts.embed}, float64")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("model", "tensor", "method"):
-        table.add_column(col, no_wrap=True)
-    for col in ("abs err", "rel err", "n", "result"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for r in report.rows:
-        result = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
-        tensor = r.tensor.split("/", 1)[-1]  # the model has its own column
-        table.add_row(r.model, tensor, r.method, f"{r.max_abs:.1e}", f"{r.max_rel:.1e}", str(r.checked), result)
-    console.print(table)
+    console.print(render.gradcheck_table(report))
     bad = report.failures
     if bad:
         names = ", ".join(dict.fromkeys(r.tensor for r in bad))
@@ -655,11 +601,6 @@ def gradcheck(
 
 def _gradcheck_user(spec: str, seq_len: Optional[int], seed: int, samples: Optional[int], json_out: bool) -> None:
     """gradcheck --user: run charrnn.usergrad on the user's adapter, print the table and the findings."""
-    import math
-
-    from rich import box
-    from rich.table import Table
-
     from charrnn.usergrad import UserGradOptions, check_user_gradients
 
     opts = UserGradOptions(spec, **({"seq_len": seq_len} if seq_len is not None else {}), seed=seed, samples=samples)
@@ -672,16 +613,7 @@ def _gradcheck_user(spec: str, seq_len: Optional[int], seed: int, samples: Optio
     console.print(f"gradcheck --user {escape(spec)}: vocab {report.vocab_size}, {len(report.tensors)} tensors; your "
                   f"loss_and_grads at T = {lengths} against central differences of your loss (float64, eps "
                   f"{opts.eps:g}) on {checked} of {total} elements; {report.evaluations} calls, {report.seconds:.1f}s")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("tensor", "shape"):
-        table.add_column(col, no_wrap=True)
-    for col in ("abs err", "rel err", "abs tol", "n", "wrong from", "result"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for t in report.tensors:
-        err = (f"{t.max_abs:.1e}", f"{t.max_rel:.1e}") if t.max_abs is not None else ("-", "-")
-        table.add_row(escape(t.name), "x".join(map(str, t.shape)) or "()", *err, f"{t.abs_tol:.0e}", str(t.checked),
-                      f"T = {t.wrong_from}" if t.wrong_from else "-", "[green]PASS[/]" if t.passed else "[bold red]FAIL[/]")
-    console.print(table)
+    console.print(render.user_gradcheck_table(report))
     console.print(f"[dim]abs err, rel err and n at T = {opts.seq_len}; an element passes within abs tol or rel "
                   f"{report.to_dict()['rel_tol']:g}[/]")
     for f in report.findings:
@@ -739,7 +671,7 @@ def diagnose(
     if json_out:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     subj = report.subject
-    console.print(f"[{_STATUS_COLOUR[report.verdict]}]{escape(report.summary)}[/]")
+    console.print(f"[{render.STATUS_COLOUR[report.verdict]}]{escape(report.summary)}[/]")
     what = subj.get("checkpoint") or subj.get("factory")
     console.print(f"[dim]{escape(str(what))}: {escape(str(subj.get('model')))}, vocab {subj.get('vocab_size')}; "
                   f"text {escape(str(subj.get('text')))} ({subj.get('text_chars'):,} chars, up to {opts.max_chars:,} scored per check); "
@@ -750,15 +682,9 @@ def diagnose(
     _fail_on(report)
 
 
-_STATUS_COLOUR = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
-
-
 def _print_checks(checks) -> None:
-    """One line per check (status, id, message) and, for a warning or failure, its advice."""
-    for c in checks:
-        console.print(f"  [{_STATUS_COLOUR[c.status]}]{c.status.upper():4}[/] [bold]{c.id}[/]  {escape(c.message)}")
-        if c.status in ("warn", "fail") and c.advice:
-            console.print(f"        [italic]→ {escape(c.advice)}[/]")
+    for line in render.check_lines(checks):
+        console.print(line)
 
 
 def _fail_on(report) -> None:
@@ -769,9 +695,6 @@ def _fail_on(report) -> None:
 
 def _diagnose_log(log, batch_size, seq_len, vocab_size, text, train_size, val_size, json_out) -> None:
     """`diagnose --log`: the checks of the user's own log, with the recorded curves next to the corrected ones."""
-    from rich import box
-    from rich.table import Table
-
     from charrnn.diagnose.log import SECTION, LogOptions, diagnose_log
 
     opts = LogOptions(batch_size=batch_size, seq_len=seq_len, vocab_size=vocab_size, text=str(text) if text else None,
@@ -780,25 +703,12 @@ def _diagnose_log(log, batch_size, seq_len, vocab_size, text, train_size, val_si
     if json_out:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     subj = report.subject
-    console.print(f"[{_STATUS_COLOUR[report.verdict]}]{escape(report.summary)}[/]")
+    console.print(f"[{render.STATUS_COLOUR[report.verdict]}]{escape(report.summary)}[/]")
     known = ", ".join(f"{k} {subj[k]}" for k in ("batch_size", "seq_len", "train_size", "val_size") if subj[k] is not None)
     unigram = f", unigram entropy {subj['unigram_entropy']:.3f}" if subj["unigram_entropy"] is not None else ""
     console.print(f"[dim]{escape(subj['log'])} ({subj['format']}, {subj['rows']} row{'s' if subj['rows'] != 1 else ''}); vocab {subj['vocab_size']}: "
                   f"ln V = {subj['ln_vocab']:.3f}{unigram}; {escape(known) or 'no --batch-size / --seq-len given'}[/]")
-    curves, div = subj["curves"], subj["divisors"]
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="recorded vs per character", title_justify="left")
-    table.add_column(subj["x"], justify="right")
-    names = [n for n in ("train", "val") if f"{n}_recorded" in curves]
-    for n in names:
-        table.add_column(f"{n} recorded", justify="right")
-        table.add_column(f"{n} per char" + (f" (÷ {div[n]:.4g})" if div[n] != 1 else ""), justify="right")
-    rows = len(curves["x"])
-    most = min(rows, 20)  # long logs: 20 rows spread evenly, the first and the last included
-    shown = sorted({round(k * (rows - 1) / max(most - 1, 1)) for k in range(most)})
-    fmt = lambda v: "-" if v is None or v != v else f"{v:.4g}"  # noqa: E731  (NaN: no value in this row)
-    for i in shown:
-        table.add_row(f"{curves['x'][i]:g}", *[fmt(curves[f"{n}_{c}"][i]) for n in names for c in ("recorded", "corrected")])
-    console.print(table)
+    console.print(render.log_curves_table(subj))
     console.print(f"[bold]{SECTION[1]}[/]")
     _print_checks(report.checks)
     _fail_on(report)
@@ -847,42 +757,10 @@ def probe(
     if json_out:
         print(json.dumps(report))
     else:
-        _print_probe(report)
+        for line in render.probe_report(report):
+            out.print(line)
     if plot is not None:
         console.print(f"gate picture written to {plot}")
-
-
-def _print_probe(report: dict) -> None:
-    from rich import box
-    from rich.table import Table
-
-    out.print(f"{escape(str(report.get('checkpoint') or report.get('factory')))}: {report['model']}; {report['units']} "
-              f"units over the first {report['chars']:,} of {report['text_chars']:,} characters of "
-              f"{escape(report['text'])}")
-    for sig in report["signals"]:
-        if sig["constant"]:
-            out.print(f"\n[bold]{sig['name']}[/]: constant on this text ({sig['mean']:g}): no unit can follow it")
-            continue
-        table = Table(title=f"{sig['name']} (mean {sig['mean']:.3g}, std {sig['std']:.3g})", title_justify="left", box=box.SIMPLE_HEAD)
-        for col in ("rank", "layer", "h/c", "unit", "r"):
-            table.add_column(col, justify="right")
-        for i, u in enumerate(sig["top"], 1):
-            table.add_row(str(i), str(u["layer"]), u["part"], str(u["index"]), f"{u['r']:+.4f}")
-        out.print(table)
-        if sig["constant_units"]:
-            out.print(f"  {sig['constant_units']} unit(s) constant on this text (no correlation)")
-        p = sig["probe"]
-        r2 = "undefined (the signal is constant on the held-out part)" if p["r2"] is None else f"{p['r2']:.4f}"
-        out.print(f"  linear probe from all units: held-out R^2 {r2} (ridge, penalty {p['penalty']:g} x rows, "
-                  f"fitted on the first {p['fit_chars']:,} characters, scored on the last {p['test_chars']:,})")
-    if "gates" in report:
-        table = Table(title="gate saturation: share of (character, unit) pairs", title_justify="left", box=box.SIMPLE_HEAD)
-        for col in ("layer", "gate", "< 0.1", "> 0.9", "units mostly < 0.1", "units mostly > 0.9"):
-            table.add_column(col, justify="right")
-        for g in report["gates"]:
-            table.add_row(str(g["layer"]), g["gate"], f"{g['left']:.3f}", f"{g['right']:.3f}",
-                          f"{g['units_mostly_left']}/{g['units']}", f"{g['units_mostly_right']}/{g['units']}")
-        out.print(table)
 
 
 # ------------------------------------------------------------------------------------------- explore
