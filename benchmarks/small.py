@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from charrnn import scratch
 from charrnn.config import ModelConfig, load_preset
-from charrnn.models import CharRNN, detach_state
+from charrnn.models import CharRNN, detach_state, resolve_impl
 from charrnn.scratch import SCRATCH_LAYERS
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -165,7 +165,7 @@ def preset_steps(rounds: int = 5, steps: int = 20, vocab: int = 65, log=print) -
     for name in ("shakespeare-68s", "shakespeare-5min"):
         p = load_preset(name)
         torch.manual_seed(0)
-        cfg = ModelConfig(model=p["model"], impl="scratch" if p["model"] != "lstm" else "torch", vocab_size=vocab,
+        cfg = ModelConfig(model=p["model"], impl=resolve_impl(p["model"], "auto", "cpu"), vocab_size=vocab,
                           hidden=p["hidden"], layers=p.get("layers", 1), embed=p["embed"], dropout=p.get("dropout", 0.0))
         x = torch.randint(0, vocab, (p["batch_size"], p["seq_len"]))
         y = torch.randint(0, vocab, (p["batch_size"], p["seq_len"]))

@@ -48,10 +48,11 @@ class TrainDisplay:
         if self.quiet:
             return
         verb = "resuming" if d["resumed"] else "training"
+        precision = "" if d["precision"] == "fp32" else f" ({d['precision']})"
         self.console.print(
             f"[bold]{verb}[/] {d['model']} ({d['impl']}, {d['params']:,} parameters) on [bold]{escape(d['corpus'])}[/] "
             f"({d['train_chars']:,} train / {d['val_chars']:,} val chars, vocab {d['vocab_size']}) "
-            f"on {d['device']}{' (' + d['precision'] + ')' if d.get('precision', 'fp32') != 'fp32' else ''}; "
+            f"on {d['device']}{precision}; "
             f"state {d['state_policy']}; {d['steps_per_epoch']:,} steps per epoch -> {escape(d['run_dir'])}"
         )
         self.progress = Progress(

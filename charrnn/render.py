@@ -16,9 +16,10 @@ STATUS_COLOUR = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "d
 PASS, FAIL = "[green]PASS[/]", "[bold red]FAIL[/]"
 
 
-def _table(columns: list[str], right: list[str], title: str | None = None, no_wrap: bool = False) -> Table:
+def _table(columns: list[str], right: list[str], title: str | None = None, no_wrap: bool = False,
+           pad_edge: bool = False, title_justify: str = "left") -> Table:
     """A plain table: `columns` left-aligned, then `right` right-aligned."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=title, title_justify="left")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=pad_edge, title=title, title_justify=title_justify)
     for col in columns:
         table.add_column(col, no_wrap=no_wrap)
     for col in right:
@@ -49,9 +50,7 @@ def user_gradcheck_table(report) -> Table:
 def position_table(prof: dict) -> Table:
     """`eval --by-position`: loss by characters since the zero state, bins past the horizon marked."""
     title = f"loss by characters since the zero state ({prof['streams']} streams of {prof['stream_chars']:,})"
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=title)
-    for col in ("positions", "loss", "perplexity", "chars"):
-        table.add_column(col, justify="right")
+    table = _table([], ["positions", "loss", "perplexity", "chars"], title=title, title_justify="center")
     for b in prof["bins"]:
         mark = " [yellow]past horizon[/]" if b["past_horizon"] else ""
         table.add_row(f"{b['from']}-{b['to']}{mark}", f"{b['loss']:.4f}", f"{b['perplexity']:.3f}", f"{b['chars']:,}")
@@ -62,16 +61,12 @@ def ngram_report(r: dict, order: int) -> list:
     """`eval --ngram`: the model against 1..order-gram Kneser-Ney, and where it beats the longest one."""
     lines = [f"{escape(r['source'])}: {r['chars']:,} characters scored; n-grams: interpolated Kneser-Ney fitted on "
              f"the {r['train_chars']:,}-character training split"]
-    table = Table(box=box.SIMPLE_HEAD)
-    for col in ("model", "nats/char", "bits/char", "perplexity"):
-        table.add_column(col, justify="right")
+    table = _table([], ["model", "nats/char", "bits/char", "perplexity"], pad_edge=True)
     for name, row in [("this model", r["model"])] + [(f"{g['order']}-gram", g) for g in r["ngrams"]]:
         table.add_row(name, f"{row['loss']:.4f}", f"{row['bpc']:.4f}", f"{row['perplexity']:.3f}")
     lines.append(table)
-    table = Table(title=f"where the model beats the {order}-gram (advantage = n-gram loss - model loss, nats/char)",
-                  title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("character", "count", "model", f"{order}-gram", "advantage", "contribution"):
-        table.add_column(col, justify="right")
+    table = _table([], ["character", "count", "model", f"{order}-gram", "advantage", "contribution"], pad_edge=True,
+                   title=f"where the model beats the {order}-gram (advantage = n-gram loss - model loss, nats/char)")
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for b in r["breakdown"]:
         table.add_row(b["class"], f"{b['chars']:,}", fmt(b["model_loss"], ".3f"), fmt(b["ngram_loss"], ".3f"),
@@ -99,12 +94,9 @@ def log_curves_table(subj: dict, most: int = 20) -> Table:
     """`diagnose --log`: the recorded curves next to the per-character ones, at most `most` rows spread
     evenly over the log (the first and the last included)."""
     curves, div = subj["curves"], subj["divisors"]
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="recorded vs per character", title_justify="left")
-    table.add_column(subj["x"], justify="right")
     names = [n for n in ("train", "val") if f"{n}_recorded" in curves]
-    for n in names:
-        table.add_column(f"{n} recorded", justify="right")
-        table.add_column(f"{n} per char" + (f" (÷ {div[n]:.4g})" if div[n] != 1 else ""), justify="right")
+    table = _table([], [subj["x"], *(f"{n} {c}" for n in names for c in (
+        "recorded", "per char" + (f" (÷ {div[n]:.4g})" if div[n] != 1 else "")))], title="recorded vs per character")
     rows = len(curves["x"])
     most = min(rows, most)
     shown = sorted({round(k * (rows - 1) / max(most - 1, 1)) for k in range(most)})
@@ -122,9 +114,8 @@ def probe_report(report: dict) -> list:
         if sig["constant"]:
             lines.append(f"\n[bold]{sig['name']}[/]: constant on this text ({sig['mean']:g}): no unit can follow it")
             continue
-        table = Table(title=f"{sig['name']} (mean {sig['mean']:.3g}, std {sig['std']:.3g})", title_justify="left", box=box.SIMPLE_HEAD)
-        for col in ("rank", "layer", "h/c", "unit", "r"):
-            table.add_column(col, justify="right")
+        table = _table([], ["rank", "layer", "h/c", "unit", "r"], pad_edge=True,
+                       title=f"{sig['name']} (mean {sig['mean']:.3g}, std {sig['std']:.3g})")
         for i, u in enumerate(sig["top"], 1):
             table.add_row(str(i), str(u["layer"]), u["part"], str(u["index"]), f"{u['r']:+.4f}")
         lines.append(table)
@@ -135,9 +126,8 @@ def probe_report(report: dict) -> list:
         lines.append(f"  linear probe from all units: held-out R^2 {r2} (ridge, penalty {p['penalty']:g} x rows, "
                      f"fitted on the first {p['fit_chars']:,} characters, scored on the last {p['test_chars']:,})")
     if "gates" in report:
-        table = Table(title="gate saturation: share of (character, unit) pairs", title_justify="left", box=box.SIMPLE_HEAD)
-        for col in ("layer", "gate", "< 0.1", "> 0.9", "units mostly < 0.1", "units mostly > 0.9"):
-            table.add_column(col, justify="right")
+        table = _table([], ["layer", "gate", "< 0.1", "> 0.9", "units mostly < 0.1", "units mostly > 0.9"],
+                       pad_edge=True, title="gate saturation: share of (character, unit) pairs")
         for g in report["gates"]:
             table.add_row(str(g["layer"]), g["gate"], f"{g['left']:.3f}", f"{g['right']:.3f}",
                           f"{g['units_mostly_left']}/{g['units']}", f"{g['units_mostly_right']}/{g['units']}")

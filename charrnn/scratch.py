@@ -65,9 +65,9 @@ def _cast(w: Tensor, lowp: torch.dtype | None) -> Tensor:
 def _weight_grads(dgi: Tensor, dgh: Tensor, x: Tensor, h_prev: Tensor, lowp) -> tuple[Tensor, Tensor]:
     """The weight gradients after a backward loop, all T*B rows in one matmul each. dgi, dgh (T*B, G*H):
     gradients of the input and the hidden pre-activations (one tensor for rnn and lstm; the GRU's
-    differ in n), x (T*B, I) the inputs, h_prev (T*B, H) the state each step multiplied
-    -> dW_ih (G*H, I), dW_hh (G*H, H) in dgi's dtype."""
-    return _mm(dgi.t(), x, lowp).to(dgi.dtype), _mm(dgh.t(), h_prev, lowp).to(dgi.dtype)
+    differ in n), already `_cast` (they are multiplied more than once), x (T*B, I) the inputs, h_prev
+    (T*B, H) the state each step multiplied -> dW_ih (G*H, I), dW_hh (G*H, H) in x's dtype."""
+    return _mm(dgi.t(), x, lowp).to(x.dtype), _mm(dgh.t(), h_prev, lowp).to(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -113,10 +113,11 @@ def rnn_backward(dout, dhT, cache, need_dx=True, lowp=None):
         dpre[t].mul_(dout[t] + dh_next)  # dh_t from the layer above and from the next step
         dh_next = _mm(dpre[t], W_hh_c, lowp)  # to h_{t-1}
     dpre2 = dpre.view(T * B, H)
+    dpre_c = _cast(dpre2, lowp)  # once for the three matmuls below
     # step t multiplies h_{t-1} = hs[t]
-    dW_ih, dW_hh = _weight_grads(dpre2, dpre2, x.reshape(T * B, I), hs[:-1].reshape(T * B, H), lowp)
+    dW_ih, dW_hh = _weight_grads(dpre_c, dpre_c, x.reshape(T * B, I), hs[:-1].reshape(T * B, H), lowp)
     db = dpre2.sum(0)
-    dx = _mm(dpre2, W_ih, lowp).view(T, B, I).to(x.dtype) if need_dx else None
+    dx = _mm(dpre_c, W_ih, lowp).view(T, B, I).to(x.dtype) if need_dx else None
     return dx, dh_next.to(x.dtype), dW_ih, dW_hh, db, db.clone()
 
 
@@ -186,8 +187,9 @@ def gru_backward(dout, dhT, cache, need_dx=True, lowp=None):
         dh_next = _addmm(dh * z[t], dgh[t], W_hh_c, lowp)  # direct path z * h_{t-1}, plus through the gates
     dgi.view(T, B, 3, H).mul_(dH.unsqueeze(2))
     dgi2, dgh2 = dgi.view(T * B, 3 * H), dgh.view(T * B, 3 * H)
-    dW_ih, dW_hh = _weight_grads(dgi2, dgh2, x.reshape(T * B, I), hs[:-1].reshape(T * B, H), lowp)
-    dx = _mm(dgi2, W_ih, lowp).view(T, B, I).to(x.dtype) if need_dx else None
+    dgi_c = _cast(dgi2, lowp)  # once for dW_ih and dx
+    dW_ih, dW_hh = _weight_grads(dgi_c, dgh2, x.reshape(T * B, I), hs[:-1].reshape(T * B, H), lowp)
+    dx = _mm(dgi_c, W_ih, lowp).view(T, B, I).to(x.dtype) if need_dx else None
     return dx, dh_next, dW_ih, dW_hh, dgi2.sum(0), dgh2.sum(0)
 
 
@@ -263,10 +265,11 @@ def lstm_backward(dout, dhT, dcT, cache, need_dx=True, lowp=None):
         dc_next = dc * f[t]  # to c_{t-1}
         dh_next = _mm(dgates[t], W_hh_c, lowp)  # to h_{t-1}
     dg2 = dgates.view(T * B, 4 * H)
+    dg_c = _cast(dg2, lowp)  # once for the three matmuls below
     # step t multiplies h_{t-1} = hs[t]
-    dW_ih, dW_hh = _weight_grads(dg2, dg2, x.reshape(T * B, I), hs[:-1].reshape(T * B, H), lowp)
+    dW_ih, dW_hh = _weight_grads(dg_c, dg_c, x.reshape(T * B, I), hs[:-1].reshape(T * B, H), lowp)
     db = dg2.sum(0)
-    dx = _mm(dg2, W_ih, lowp).view(T, B, I).to(x.dtype) if need_dx else None
+    dx = _mm(dg_c, W_ih, lowp).view(T, B, I).to(x.dtype) if need_dx else None
     return dx, dh_next.to(x.dtype), dc_next, dW_ih, dW_hh, db, db.clone()
 
 
@@ -282,10 +285,15 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 BF16_MIN_HIDDEN = {"rnn": 512, "gru": 256, "lstm": 256}
 
 
+def bf16_pays(kind: str, hidden: int) -> bool:
+    """Whether a `kind` layer this wide multiplies in bf16 under bf16 autocast (BF16_MIN_HIDDEN)."""
+    return hidden >= BF16_MIN_HIDDEN[kind]
+
+
 def _autocast_lowp(kind: str, device: str, hidden: int) -> torch.dtype | None:
     """bf16 when bf16 autocast is on for `device` and the layer is wide enough to gain from it."""
     on = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16
-    return torch.bfloat16 if on and hidden >= BF16_MIN_HIDDEN[kind] else None
+    return torch.bfloat16 if on and bf16_pays(kind, hidden) else None
 
 STATES = {"rnn": 1, "gru": 1, "lstm": 2}  # state tensors per layer: h, or (h, c)
 FORWARD = {"rnn": rnn_forward, "gru": gru_forward, "lstm": lstm_forward}

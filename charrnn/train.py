@@ -52,7 +52,7 @@ from charrnn.loop import Event, Trainer, run_loop
 from charrnn.models import CharRNN, count_parameters, resolve_impl
 from charrnn.optim import make_optimizer
 from charrnn.runstate import Budget, RunState
-from charrnn.scratch import BF16_MIN_HIDDEN
+from charrnn.scratch import BF16_MIN_HIDDEN, bf16_pays
 from charrnn.subscribers import default_subscribers
 
 # Keys that may change when a run is resumed; everything else (architecture, data, batching, optimizer)
@@ -179,7 +179,7 @@ def _trainer(mcfg, cfg, ck, corpus, batches, model, device, run_dir, ddp) -> Tra
 def _start_data(tr: Trainer, resumed: bool) -> dict[str, Any]:
     if tr.cfg.amp and (why := _no_bf16(tr.device)):
         tr.publish("warning", {"message": why})
-    elif tr.cfg.amp and tr.mcfg.impl == "scratch" and tr.mcfg.hidden < BF16_MIN_HIDDEN[tr.mcfg.model]:
+    elif tr.cfg.amp and tr.mcfg.impl == "scratch" and not bf16_pays(tr.mcfg.model, tr.mcfg.hidden):
         tr.publish("notice", {"message": f"--amp: the {tr.mcfg.hidden}-wide scratch {tr.mcfg.model.upper()} layers keep "
                               f"fp32 matmuls (bf16 measured slower below {BF16_MIN_HIDDEN[tr.mcfg.model]} units); "
                               f"the output layer runs in bf16"})

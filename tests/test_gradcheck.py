@@ -71,7 +71,7 @@ BUGS = [
     # nothing reaches the layer below: layer 0, its initial state and the input are wrong, layer 1 is right
     *[("no gradient to the layer below", cell, f"dx = _mm({var}, W_ih, lowp).view(T, B, I).to(x.dtype) if need_dx else None",
        "dx = torch.zeros_like(x) if need_dx else None", LAYER0 | {"h0", "input"} | ({"c0"} if cell == "lstm" else set()),
-       LAYER1) for cell, var in (("rnn", "dpre2"), ("gru", "dgi2"), ("lstm", "dg2"))],
+       LAYER1) for cell, var in (("rnn", "dpre_c"), ("gru", "dgi_c"), ("lstm", "dg_c"))],
 ]
 
 
