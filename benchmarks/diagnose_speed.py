@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint
-from charrnn.train import train
+from charrnn.training.train import train
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
 

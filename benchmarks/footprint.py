@@ -4,7 +4,7 @@ A corpus of the wanted size is written once into a work folder (tinyshakespeare 
 pystdlib corpus). Each measurement is a fresh Python process that trains 20 steps of a small LSTM and
 reports its peak resident set (getrusage ru_maxrss, i.e. VmHWM) and the time from its launch to the
 training loop's first step (the engine's start event). The first run encodes the corpus into the cache
-(`charrnn.cache`), the second memory-maps it. The validation split is kept small (--val-frac 0.0005):
+(`charrnn.data.cache`), the second memory-maps it. The validation split is kept small (--val-frac 0.0005):
 evaluating 10% of a 1 GB corpus is a job of its own.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, time
 launched = float(sys.argv[1])
-from charrnn.train import train
+from charrnn.training.train import train
 seen = {}
 def on_event(e):
     if e.kind == "start":
@@ -39,7 +39,7 @@ def make_corpus(folder: Path, megabytes: int, source: Path | None) -> Path:
     if source is not None and source.is_file():
         block = source.read_bytes()
     else:
-        from charrnn import corpora
+        from charrnn.data import corpora
 
         _, p = corpora.resolve_corpus("pystdlib", corpora.data_dir(None), None)
         block = Path(p).read_bytes()

@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from charrnn.train import train
+from charrnn.training.train import train
 
 
 def main() -> None:

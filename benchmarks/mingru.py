@@ -25,7 +25,7 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # charrnn from this checkout
 
-import charrnn.models as models  # noqa: E402
+import charrnn.core.models as models  # noqa: E402
 
 
 class Scan(torch.autograd.Function):
@@ -105,7 +105,7 @@ def main(argv: list[str]) -> int:
         print("minGRU scan backward vs finite differences (float64):", "ok" if ok else "FAILED")
         return 0 if ok else 1
     models.make_core = _make_core
-    from charrnn.cli import app
+    from charrnn.cli.app import app
 
     app(argv, prog_name="charrnn (minGRU prototype)")
     return 0

@@ -16,7 +16,7 @@ Sections (--only picks one):
                 `charrnn train` process with the whole command timed; validation loss (nats/char) on
                 tinyshakespeare's last 10%. --repeat N runs the list N times, interleaved: on a shared
                 machine one run can see 20-30% more or fewer steps than the next
-    sampling    chars/s of charrnn.sample.generate for a 1x512 LSTM at batch 1 and 64 after a
+    sampling    chars/s of charrnn.generate.sample.generate for a 1x512 LSTM at batch 1 and 64 after a
                 1,000-character prefix, for 1k and 10k characters (the cost per character must not grow),
                 next to the same call before issue 10 (--baseline REV), with --stop and log-probabilities,
                 and beam search (K = 1, 4)
@@ -108,15 +108,15 @@ SAMPLING_BASELINE = "492d0df"
 
 
 def baseline_sampler(rev: str):
-    """charrnn/sample.py at git revision `rev`, imported as a module of its own (None without git)."""
+    """charrnn/generate/sample.py at git revision `rev`, imported as a module of its own (None without git)."""
     import types
 
     repo = Path(__file__).resolve().parents[1]
-    r = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:charrnn/sample.py"], capture_output=True, text=True)
+    r = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:charrnn/generate/sample.py"], capture_output=True, text=True)
     if r.returncode != 0:
         return None
     mod = types.ModuleType(f"sample_{rev}")
-    exec(compile(r.stdout, f"{rev}:charrnn/sample.py", "exec"), mod.__dict__)
+    exec(compile(r.stdout, f"{rev}:charrnn/generate/sample.py", "exec"), mod.__dict__)
     return mod
 
 
@@ -130,11 +130,11 @@ def sampling(quick: bool, data: dict, log=print, baseline: str = SAMPLING_BASELI
     Rates per second of wall time and per CPU-second of this process (torch single-threaded, as the
     benchmark runs it on a shared machine, CPU time is the steadier measure under load); the prefix
     warm-up is included."""
-    from charrnn.beam import beam_search
-    from charrnn.config import ModelConfig, TrainConfig
-    from charrnn.dataset import prepare_corpus
-    from charrnn.models import CharRNN
-    from charrnn import sample as now
+    from charrnn.generate.beam import beam_search
+    from charrnn.core.config import ModelConfig, TrainConfig
+    from charrnn.data.dataset import prepare_corpus
+    from charrnn.core.models import CharRNN
+    from charrnn.generate import sample as now
 
     corpus = prepare_corpus(TrainConfig(corpus="tinyshakespeare", **data))
     torch.manual_seed(0)
@@ -142,7 +142,7 @@ def sampling(quick: bool, data: dict, log=print, baseline: str = SAMPLING_BASELI
     vocab, prefix = corpus.vocab, corpus.vocab.decode(corpus.train[:1000])
     before = baseline_sampler(baseline)
     if before is None:
-        log(f"(no baseline: `git show {baseline}:charrnn/sample.py` failed; 'before' is left out)")
+        log(f"(no baseline: `git show {baseline}:charrnn/generate/sample.py` failed; 'before' is left out)")
 
     def gen(mod, batch, length):
         g = torch.Generator().manual_seed(0)
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", help="corpora folder (as charrnn train --data-dir)")
     ap.add_argument("--mirror", help="corpus mirror (as charrnn train --mirror)")
     ap.add_argument("--baseline", default=SAMPLING_BASELINE, metavar="REV",
-                    help="the git revision whose charrnn/sample.py is the sampling section's 'before'")
+                    help="the git revision whose charrnn/generate/sample.py is the sampling section's 'before'")
     ap.add_argument("--repeat", type=int, default=1, metavar="N", help="quality: run the candidate list N times, interleaved")
     ap.add_argument("--with-compile", action="store_true", help="small: add a torch.compile'd GRU loop (minutes per width)")
     ap.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "charrnn-bench"),
@@ -219,11 +219,11 @@ def main(argv=None) -> int:
         print("\n## The presets' models, whole training steps (fp32 vs --amp, interleaved, best of 5)")
         results["small_presets"] = small.preset_steps()
     if "sampling" in sections:
-        print(f"\n## Sampling speed (1x512 LSTM; before = charrnn/sample.py at {args.baseline})")
+        print(f"\n## Sampling speed (1x512 LSTM; before = charrnn/generate/sample.py at {args.baseline})")
         results["sampling"] = sampling(args.quick, data, baseline=args.baseline)
     if "memory" in sections:
         import footprint
-        from charrnn import corpora
+        from charrnn.data import corpora
 
         print("\n## Memory and start-up on big corpora (20 training steps, fresh process)")
         try:

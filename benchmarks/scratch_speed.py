@@ -5,9 +5,9 @@
 
 One timed step is a full training step of a CharRNN with one-hot input: forward, summed-over-batch mean
 cross-entropy, backward, gradient-norm clip at 1, optimizer step. The core is swapped for
-    d2l-style  charrnn.gradcheck.LoopRNN: autograd through a Python loop over time steps;
+    d2l-style  charrnn.gradcheck.engine.LoopRNN: autograd through a Python loop over time steps;
     torch      torch.nn.RNN/GRU/LSTM (on CPU: ATen's per-step kernels);
-    scratch    charrnn.scratch: hand-written BPTT.
+    scratch    charrnn.core.scratch: hand-written BPTT.
 All three share the embedding/head code and the parameter values. Warm-up steps are not timed; the
 timed run is a fixed number of steps chosen from the warm-up speed to last about --seconds, split into
 --rounds rounds that alternate between the implementations; the best round is reported (and the median).
@@ -26,9 +26,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from charrnn.config import ModelConfig
-from charrnn.gradcheck import LoopRNN
-from charrnn.models import CharRNN
+from charrnn.core.config import ModelConfig
+from charrnn.gradcheck.engine import LoopRNN
+from charrnn.core.models import CharRNN
 
 # (label, cell, vocab, hidden, batch, steps, implementations)
 CONFIGS = [

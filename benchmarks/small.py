@@ -32,10 +32,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from charrnn import scratch
-from charrnn.config import ModelConfig, load_preset
-from charrnn.models import CharRNN, detach_state, resolve_impl
-from charrnn.scratch import SCRATCH_LAYERS
+from charrnn.core import scratch
+from charrnn.core.config import ModelConfig, load_preset
+from charrnn.core.models import CharRNN, detach_state, resolve_impl
+from charrnn.core.scratch import SCRATCH_LAYERS
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 TORCH = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}

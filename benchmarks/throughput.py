@@ -3,12 +3,12 @@
 For each configuration and each engine (torch, scratch), three measurements of the same model on the same
 batches (sequential streams of the real corpus, state carried and detached, Adam, clip 1):
 
-    charrnn    charrnn.train.train(max_steps=...) as a user runs it: data, logging, metrics file,
+    charrnn    charrnn.training.train.train(max_steps=...) as a user runs it: data, logging, metrics file,
                progress events included. Timed between its log events (the first interval, with the
                warm-up, is dropped), so start-up and the final evaluation do not count.
     raw        the loop nothing can be removed from: batch -> forward -> cross-entropy -> backward ->
                clip -> step, and one .item() (the loss has to be read at some point).
-    d2l-style  the raw loop around charrnn.gradcheck.LoopRNN: autograd through a Python loop over the
+    d2l-style  the raw loop around charrnn.gradcheck.engine.LoopRNN: autograd through a Python loop over the
                time steps, as d2l's RNNModelScratch (engine-independent, measured once per config).
 
 Rounds interleave the three and keep each one's best: on a shared machine the best of a few runs is the
@@ -25,12 +25,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from charrnn.config import ModelConfig, TrainConfig
-from charrnn.data import Batches
-from charrnn.dataset import prepare_corpus
-from charrnn.gradcheck import LoopRNN
-from charrnn.models import CharRNN, detach_state
-from charrnn.train import train
+from charrnn.core.config import ModelConfig, TrainConfig
+from charrnn.data.batches import Batches
+from charrnn.data.dataset import prepare_corpus
+from charrnn.gradcheck.engine import LoopRNN
+from charrnn.core.models import CharRNN, detach_state
+from charrnn.training.train import train
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
@@ -116,7 +116,7 @@ def raw_loop(c: Config, impl: str, corpus, steps: int, warmup: int, d2l: bool = 
 
 
 def charrnn_loop(c: Config, impl: str, data: dict, steps: int, warmup: int) -> float:
-    """chars/s of charrnn.train.train between its log events."""
+    """chars/s of charrnn.training.train.train between its log events."""
     every = max(1, warmup)
     logs: list[tuple[float, int]] = []
 

@@ -1,25 +1,20 @@
 """charrnn: character-level RNN, GRU and LSTM language models.
 
-The package is an engine with a thin command-line interface on top (`charrnn.cli`). Every stage lives
-in the module named after it:
+The package is an engine with a thin command-line interface on top (`charrnn.cli`). The stages, in the
+order data flows through them (each imports only from the ones above it in this list):
 
-    config      -> ModelConfig / TrainConfig: flags, YAML keys and checkpoint entries alike
-    corpora     -> find, download and verify text corpora
-    dataset     -> a run's corpus: located, read, encoded and split
-    data        -> decode, preprocess, build the vocabulary, split, batch (cache: big corpora)
-    models      -> the CharRNN model and its interface (forward / begin_state)
-    scratch     -> from-scratch RNN/GRU/LSTM layers with hand-written BPTT
-    train       -> sets a training run up and runs it: configs -> corpus -> model -> loop
-    loop        -> the training loop: train_step, and the events its subscribers act on
-    subscribers -> metrics, log lines, evaluation, checkpoints and samples around the loop
-    runstate    -> where a run is (the checkpoint's position) and its budget
-    optim       -> optimizer and learning-rate schedule
-    rundir      -> the run directory: lock, stale temporary files, config.yaml
-    checkpoint  -> saving checkpoints, and the one loader (tensors and plain values only)
-    evaluate    -> per-character loss of a model on a text
-    sample      -> text generation after a warm-up prefix
-    gradcheck   -> proof that the scratch gradients are right
-    diagnose    -> measurements that find silent training bugs
+    core/       the ground floor: errors, config (ModelConfig / TrainConfig), device, vocab (text -> ids),
+                models (CharRNN), scratch (hand-written BPTT layers), checkpoint (the one loader), userfile
+    data/       corpora, many-file documents, the encoded-corpus cache, splits and batches, a run's corpus
+    generate/   sampling, beam search, stop strings, the interactive session
+    training/   run set-up, the loop and its subscribers, run state, optimiser, evaluation, run directory,
+                fine-tuning, DDP, TensorBoard
+    analysis/   a checkpoint's text, surprisal, horizon, n-gram yardstick, activations, probe, the explore
+                page and its server, curves and pictures
+    gradcheck/  the engine's gradient check, the user's, and what a failure means
+    diagnose/   why a loss is flat or rising: checks on a trained model, and on a learner's own log
+    cli/        the `charrnn` command: parsing and rendering only
+    presets/    the YAML recipes `train --preset` reads
 """
 
 __version__ = "0.1.0"

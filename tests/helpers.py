@@ -38,7 +38,7 @@ def cli(*args, code: int = 0):
     """Run the charrnn CLI in-process; assert its exit code and that no traceback was printed."""
     from typer.testing import CliRunner
 
-    from charrnn.cli import app
+    from charrnn.cli.app import app
 
     r = CliRunner().invoke(app, [str(a) for a in args])
     assert r.exit_code == code, f"exit {r.exit_code}, expected {code}:\n{r.output}"

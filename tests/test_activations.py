@@ -1,4 +1,4 @@
-"""charrnn.activations.record: the recorded activations are the model's own (same logits and state as
+"""charrnn.analysis.activations.record: the recorded activations are the model's own (same logits and state as
 its forward, for both engines), and the gates obey the cell equations they were read from."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charrnn.activations import GATE_NAMES, record
-from charrnn.config import ModelConfig
-from charrnn.models import CharRNN
+from charrnn.analysis.activations import GATE_NAMES, record
+from charrnn.core.config import ModelConfig
+from charrnn.core.models import CharRNN
 
 
 def _model(kind: str, impl: str, embed: int, layers: int = 2) -> CharRNN:

@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charrnn.config import ModelConfig
-from charrnn.evaluate import evaluate_ids
-from charrnn.texts import evaluate_text
-from charrnn.models import CharRNN
-from charrnn.train import train
+from charrnn.core.config import ModelConfig
+from charrnn.training.evaluate import evaluate_ids
+from charrnn.analysis.texts import evaluate_text
+from charrnn.core.models import CharRNN
+from charrnn.training.train import train
 from helpers import tiny_options, write_corpus
 
 
@@ -49,7 +49,7 @@ def test_the_part_scored_is_two_windows_at_the_ends_scored_from_zero_state():
 
 
 def test_windows_spread_over_the_split_and_never_overlap():
-    from charrnn.evaluate import window_layout
+    from charrnn.training.evaluate import window_layout
 
     starts, cols = window_layout(1_000_000, 65536)
     starts = starts[:, 0]
@@ -76,7 +76,7 @@ def test_training_reports_the_part_and_ends_with_the_whole_split(tmp_path):
 def test_a_time_budget_that_ends_on_an_evaluation_step_still_ends_with_the_whole_split(tmp_path, monkeypatch):
     """--minutes ends the run; its last step is an evaluation step that scored only the part (the step
     budget did not say it was the last), so the finish must score the whole split once more."""
-    from charrnn.loop import Trainer
+    from charrnn.training.loop import Trainer
 
     monkeypatch.setattr(Trainer, "elapsed", lambda self: float(self.run.step))  # one "second" per step, no clock
     corpus = write_corpus(tmp_path, n_chars=60000)  # val split: 6,000 characters

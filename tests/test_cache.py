@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn import cache
-from charrnn.config import TrainConfig
-from charrnn.data import Batches, Vocab, preprocess, read_text
-from charrnn.dataset import prepare_corpus
+from charrnn.data import cache
+from charrnn.core.config import TrainConfig
+from charrnn.core.vocab import Vocab, preprocess, read_text
+from charrnn.data.batches import Batches
+from charrnn.data.dataset import prepare_corpus
 
 # Line breaks of every kind, a final sigma at a line end, letters of other scripts, digits and a BOM:
 # whatever could behave differently when the text is cut into pieces.

@@ -13,8 +13,8 @@ import io
 import pytest
 import torch
 
-from charrnn.checkpoint import load_checkpoint, save_checkpoint
-from charrnn.errors import CharRNNError
+from charrnn.core.checkpoint import load_checkpoint, save_checkpoint
+from charrnn.core.errors import CharRNNError
 
 
 def payload(marker: float) -> dict:

@@ -226,8 +226,8 @@ def test_sample_prefix_on_a_letters_only_model_is_preprocessed_like_the_corpus(l
 
 
 def test_eval_text_on_a_letters_only_model_scores_the_preprocessed_text(letters_only, tmp_path):
-    from charrnn.checkpoint import load_model
-    from charrnn.data import Vocab
+    from charrnn.core.checkpoint import load_model
+    from charrnn.core.vocab import Vocab
 
     raw = "The Time-Traveller said (that) a machine could move through time, as we move through space! 42\n" * 3
     (tmp_path / "raw.txt").write_text(raw, encoding="utf-8")
@@ -248,7 +248,7 @@ def test_eval_refuses_two_reports_at_once(flags):
     # each of these used to win over the other and drop it in silence; the check comes before any loading
     from typer.testing import CliRunner
 
-    from charrnn.cli import app
+    from charrnn.cli.app import app
 
     r = CliRunner().invoke(app, ["eval", "no-such-run", *flags])
     assert r.exit_code == 2 and "separate reports" in r.stderr, r.output

@@ -1,4 +1,4 @@
-"""The corpus engine (charrnn.corpora) and `charrnn download`, without the internet.
+"""The corpus engine (charrnn.data.corpora) and `charrnn download`, without the internet.
 
 Mirrors are ../shared/corpora as a file:// URL, as a directory, or served by a local HTTP server on
 127.0.0.1; misbehaving servers (wrong bytes, a connection cut mid-body) are small handlers below.
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from charrnn import corpora
-from charrnn.cli import app, main
-from charrnn.corpora import CATALOG, CorpusEntry, DownloadError
-from charrnn.errors import CharRNNError
+from charrnn.data import corpora
+from charrnn.cli.app import app, main
+from charrnn.data.corpora import CATALOG, CorpusEntry, DownloadError
+from charrnn.core.errors import CharRNNError
 
 TM = CATALOG["timemachine"]
 

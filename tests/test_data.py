@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.data import Batches, Vocab, preprocess, read_text, split
-from charrnn.errors import CharRNNError
+from charrnn.core.vocab import Vocab, preprocess, read_text
+from charrnn.data.batches import Batches, split
+from charrnn.core.errors import CharRNNError
 
 
 def test_utf8_any_script_and_smallest_dtype(tmp_path):

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_checkpoint, save_checkpoint
-from charrnn.cli import app
+from charrnn.core.checkpoint import load_checkpoint, save_checkpoint
+from charrnn.cli.app import app
 from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint, diagnose_model
 from charrnn.diagnose.measure import unigram_entropy
-from charrnn.train import train
+from charrnn.training.train import train
 
 from conftest import require_shared_corpora
 

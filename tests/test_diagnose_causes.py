@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from charrnn.cli import app
+from charrnn.cli.app import app
 from charrnn.diagnose import DiagnoseOptions, diagnose_model
 from tests.helpers import make_text
 
@@ -200,11 +200,11 @@ def test_registry_places_a_check_after_another_and_refuses_duplicates():
 
 
 def test_gate_saturation_shares_match_torch_lstm_gates():
-    """grad.saturation's shares (through charrnn.activations.record) against the gates recomputed here
+    """grad.saturation's shares (through charrnn.analysis.activations.record) against the gates recomputed here
     from nn.LSTM's own weights, step by step."""
-    from charrnn.config import ModelConfig
+    from charrnn.core.config import ModelConfig
     from charrnn.diagnose.measure import SIGMOID_SAT, TANH_SAT, saturation
-    from charrnn.models import CharRNN
+    from charrnn.core.models import CharRNN
 
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(model="lstm", impl="torch", vocab_size=7, hidden=6, layers=1)).eval()

@@ -16,9 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charrnn.checkpoint import load_checkpoint, save_checkpoint
+from charrnn.core.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint, diagnose_model
-from charrnn.train import train
+from charrnn.training.train import train
 
 from helpers import tiny_options, write_corpus
 

@@ -22,10 +22,10 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from charrnn.cli import app
+from charrnn.cli.app import app
 from charrnn.diagnose.log import LogOptions, diagnose_log, known_factors
 from charrnn.diagnose.training_log import read_log
-from charrnn.errors import CharRNNError
+from charrnn.core.errors import CharRNNError
 from helpers import tiny_options, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,7 +199,7 @@ def test_negative_loss_fails_scale_and_no_factor_is_claimed(corpus, tmp_path, si
 @pytest.mark.parametrize("log_every", [10, 1])
 def test_charrnn_metrics_jsonl_passes(corpus, tmp_path, log_every):
     """charrnn's own record, once every 10 steps and once every step (noisy per-batch losses)."""
-    from charrnn.train import train
+    from charrnn.training.train import train
 
     summary = train(tiny_options(corpus, tmp_path / "run", max_steps=60, eval_every=20, log_every=log_every))
     metrics = Path(summary["run_dir"]) / "metrics.jsonl"

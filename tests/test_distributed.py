@@ -12,8 +12,8 @@ import sys
 import pytest
 import torch
 
-from charrnn.errors import CharRNNError
-from charrnn.train import train
+from charrnn.core.errors import CharRNNError
+from charrnn.training.train import train
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
 

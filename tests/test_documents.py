@@ -7,10 +7,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.cli import app
-from charrnn.config import TrainConfig
-from charrnn.dataset import prepare_corpus
-from charrnn.train import train
+from charrnn.cli.app import app
+from charrnn.core.config import TrainConfig
+from charrnn.data.dataset import prepare_corpus
+from charrnn.training.train import train
 from helpers import make_text, tiny_options
 
 runner = CliRunner()

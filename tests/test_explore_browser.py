@@ -1,7 +1,7 @@
 """The explore page in a real browser: headless Chromium from Debian's packages, driven by Playwright.
 
 One tiny model and one page for the module. The checks compare what the browser shows with values
-computed here independently of charrnn.surprisal and charrnn.explore: surprisal colours from one torch
+computed here independently of charrnn.analysis.surprisal and charrnn.analysis.explore: surprisal colours from one torch
 forward pass, the hover's top-5 guesses, a unit's colour from the LSTM's own output, a ranked unit's r
 from numpy's corrcoef. Any console error or uncaught exception on the page fails the test. Without
 Chromium (or the playwright package) the tests skip with the reason; .ci/run installs both.
@@ -19,10 +19,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_model
-from charrnn.cli import app
-from charrnn.data import Vocab
-from charrnn.train import train
+from charrnn.core.checkpoint import load_model
+from charrnn.cli.app import app
+from charrnn.core.vocab import Vocab
+from charrnn.training.train import train
 
 from helpers import ctrl_c_as_in_a_terminal, make_text, tiny_options, write_corpus
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.checkpoint import load_checkpoint, save_checkpoint
-from charrnn.config import ModelConfig, TrainConfig
-from charrnn.errors import EXIT_WRITE_FAILED
-from charrnn.models import CharRNN
-from charrnn.optim import make_optimizer
-from charrnn.train import train
+from charrnn.core.checkpoint import load_checkpoint, save_checkpoint
+from charrnn.core.config import ModelConfig, TrainConfig
+from charrnn.core.errors import EXIT_WRITE_FAILED
+from charrnn.core.models import CharRNN
+from charrnn.training.optim import make_optimizer
+from charrnn.training.train import train
 
 from helpers import cli, error_line, tiny_options, write_corpus
 
@@ -52,7 +52,7 @@ def test_mismatched_weights_are_the_same_one_line_error_on_resume_as_on_sample(r
 
 _KILLED_SAVE = """
 import os, signal, sys, torch
-import charrnn.checkpoint as c
+import charrnn.core.checkpoint as c
 ckpt = torch.load(sys.argv[1], weights_only=True)
 os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # die after the bytes are written, before the rename
 c.save_checkpoint(ckpt, sys.argv[1])
@@ -95,10 +95,10 @@ class _FullDisk:
 
 
 def test_a_full_disk_is_one_line_exit_4_and_the_previous_checkpoint_loads(run4, monkeypatch):
-    import charrnn.checkpoint
+    import charrnn.core.checkpoint
 
     real_fdopen = os.fdopen
-    monkeypatch.setattr(charrnn.checkpoint.os, "fdopen", lambda fd, mode: _FullDisk(real_fdopen(fd, mode)))
+    monkeypatch.setattr(charrnn.core.checkpoint.os, "fdopen", lambda fd, mode: _FullDisk(real_fdopen(fd, mode)))
     line = error_line(cli("train", "--resume", run4, "--max-steps", "8", "--quiet", code=EXIT_WRITE_FAILED))
     monkeypatch.undo()
     assert EXIT_WRITE_FAILED == 4
@@ -155,13 +155,13 @@ def test_weight_decay_shrinks_matrices_and_leaves_biases_alone():
 
 
 def test_an_internal_error_is_one_line_and_exit_3(run4, monkeypatch, capsys):
-    import charrnn.checkpoint
-    from charrnn.cli import main
+    import charrnn.core.checkpoint
+    from charrnn.cli.app import main
 
     def bug(target):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(charrnn.checkpoint, "describe", bug)
+    monkeypatch.setattr(charrnn.core.checkpoint, "describe", bug)
     with pytest.raises(SystemExit) as exit_:
         main(["info", str(run4)])
     assert exit_.value.code == 3
@@ -177,7 +177,7 @@ def test_eval_has_no_init_std_and_gradcheck_keeps_its_old_spellings(run4):
 
 
 def test_the_default_run_directory_passes_over_one_in_use(tmp_path, monkeypatch):
-    from charrnn import rundir
+    from charrnn.training import rundir
 
     monkeypatch.chdir(tmp_path)
     assert rundir.default_run_dir("c", "lstm") == Path("runs/c-lstm")

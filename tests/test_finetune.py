@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_model
-from charrnn.cli import app
-from charrnn.data import Vocab
-from charrnn.train import train
+from charrnn.core.checkpoint import load_model
+from charrnn.cli.app import app
+from charrnn.core.vocab import Vocab
+from charrnn.training.train import train
 from helpers import make_text, tiny_options, write_corpus
 
 runner = CliRunner()
@@ -97,7 +97,7 @@ def test_a_fine_tuned_run_resumes_exactly(base, tmp_path):
 
 
 def test_the_source_checkpoint_is_read_once(base, tmp_path, monkeypatch):
-    import charrnn.train as train_module
+    import charrnn.training.train as train_module
 
     run, new = base
     reads = []

@@ -1,7 +1,7 @@
 """The gradient checker is itself checked: it passes the real engine and fails each classic BPTT bug.
 
 Each bug is a one-line edit of the real backward's source (`mutated` below), swapped in through
-`charrnn.scratch.BACKWARD`; the checker must fail and name exactly the tensors the bug reaches.
+`charrnn.core.scratch.BACKWARD`; the checker must fail and name exactly the tensors the bug reaches.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn import scratch
-from charrnn.cli import app
-from charrnn.config import ModelConfig
-from charrnn.errors import CharRNNError
-from charrnn.gradcheck import GradcheckOptions, LoopRNN, compare, options_from_checkpoint, run_gradcheck
+from charrnn.core import scratch
+from charrnn.cli.app import app
+from charrnn.core.config import ModelConfig
+from charrnn.core.errors import CharRNNError
+from charrnn.gradcheck.engine import GradcheckOptions, LoopRNN, compare, options_from_checkpoint, run_gradcheck
 
 SMALL = dict(layers=2, hidden=3, batch=2, seq_len=4, vocab=4)
 LAYER0 = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"}
@@ -109,7 +109,7 @@ def test_real_engine_passes(cell, layers, embed, batch, seq_len):
 
 def test_no_gradient_is_trivially_zero():
     """The loss reaches every output, so a checker comparing zeros with zeros cannot pass silently."""
-    from charrnn.gradcheck import _Problem
+    from charrnn.gradcheck.engine import _Problem
 
     p = _Problem("lstm", GradcheckOptions(model="lstm", **SMALL), torch.Generator().manual_seed(0))
     for name, g in p.grads(p.model.rnn).items():
@@ -188,8 +188,8 @@ def test_cli_gradcheck_fails_on_a_bug(monkeypatch):
 
 
 def test_cli_gradcheck_checkpoint(tmp_path):
-    from charrnn.checkpoint import save_checkpoint
-    from charrnn.models import CharRNN
+    from charrnn.core.checkpoint import save_checkpoint
+    from charrnn.core.models import CharRNN
 
     cfg = ModelConfig(model="gru", vocab_size=7, hidden=6, layers=2, embed=3, dropout=0.2)
     save_checkpoint({"model_config": vars(cfg), "model": CharRNN(cfg).state_dict(), "vocab": list("abcdefg")},

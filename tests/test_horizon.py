@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_checkpoint, load_model
-from charrnn.cli import app
-from charrnn.data import Batches
+from charrnn.core.checkpoint import load_checkpoint, load_model
+from charrnn.cli.app import app
+from charrnn.data.batches import Batches
 from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint
-from charrnn.evaluate import evaluate_ids
-from charrnn.horizon import by_position, horizon_of, trained_horizon
-from charrnn.train import train
+from charrnn.training.evaluate import evaluate_ids
+from charrnn.analysis.horizon import by_position, horizon_of, trained_horizon
+from charrnn.training.train import train
 from tests.helpers import tiny_options, write_corpus
 
 
@@ -113,8 +113,8 @@ def test_diagnose_explains_the_training_loop_vs_eval_gap(run):
 def test_without_matplotlib_the_picture_is_one_line_about_the_extra(monkeypatch, tmp_path):
     import sys
 
-    from charrnn.errors import CharRNNError
-    from charrnn.horizon import save_position_plot
+    from charrnn.core.errors import CharRNNError
+    from charrnn.analysis.horizon import save_position_plot
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     prof = {"bins": [{"from": 1, "to": 2, "loss": 1.0}], "horizon": None}
@@ -130,7 +130,7 @@ def test_eval_by_position_without_matplotlib_names_the_extra_in_full(run, monkey
 
     from typer.testing import CliRunner
 
-    from charrnn.cli import app
+    from charrnn.cli.app import app
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     r = CliRunner().invoke(app, ["eval", str(run), "--by-position", "--device", "cpu"])

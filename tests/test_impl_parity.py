@@ -6,9 +6,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_model
-from charrnn.cli import app
-from charrnn.train import train
+from charrnn.core.checkpoint import load_model
+from charrnn.cli.app import app
+from charrnn.training.train import train
 
 from helpers import tiny_options, write_corpus
 
@@ -52,7 +52,7 @@ def test_a_checkpoint_crosses_engines(tmp_path, corpus):
 
 
 def test_auto_picks_the_faster_engine_and_records_it(tmp_path, corpus):
-    from charrnn.models import resolve_impl
+    from charrnn.core.models import resolve_impl
 
     assert resolve_impl("gru", "auto", "cpu") == resolve_impl("rnn", "auto", "cpu") == "scratch"
     assert resolve_impl("lstm", "auto", "cpu") == "torch"

@@ -17,10 +17,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_model
-from charrnn.cli import app
-from charrnn.data import Vocab
-from charrnn.sample import sample
+from charrnn.core.checkpoint import load_model
+from charrnn.cli.app import app
+from charrnn.core.vocab import Vocab
+from charrnn.generate.sample import sample
 
 from helpers import write_corpus
 
@@ -90,7 +90,7 @@ def test_interactive_stop_strings_and_beam(ckpt):
     model, vocab = engine(ckpt)
     r = in_process(ckpt, "The \nThe \n", "--beam", "3", "-n", "30", "--stop", " ")
     assert r.returncode == 0, r.stderr
-    from charrnn.beam import beam_search
+    from charrnn.generate.beam import beam_search
 
     want = beam_search(model, vocab, "The ", 30, 3, stop=[" "]).samples[0].text
     assert " " not in want and r.stdout == ("The " + want + "\n") * 2

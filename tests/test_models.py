@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.config import ModelConfig
-from charrnn.evaluate import evaluate_ids
-from charrnn.models import CharRNN, detach_state
+from charrnn.core.config import ModelConfig
+from charrnn.training.evaluate import evaluate_ids
+from charrnn.core.models import CharRNN, detach_state
 
 
 @pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])

@@ -1,4 +1,4 @@
-"""charrnn.ngram: Kneser-Ney probabilities equal hand-computed values on a tiny text, every distribution
+"""charrnn.analysis.ngram: Kneser-Ney probabilities equal hand-computed values on a tiny text, every distribution
 sums to one, the model's per-character losses are eval's, the advantage classes follow their
 definitions, and `charrnn eval --ngram` runs end to end."""
 
@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charrnn.config import ModelConfig
-from charrnn.evaluate import char_nll, evaluate_ids
-from charrnn.models import CharRNN
-from charrnn.ngram import CLASSES, KneserNey, char_classes
+from charrnn.core.config import ModelConfig
+from charrnn.training.evaluate import char_nll, evaluate_ids
+from charrnn.core.models import CharRNN
+from charrnn.analysis.ngram import CLASSES, KneserNey, char_classes
 from tests.helpers import tiny_options, write_corpus
 
 A, B, C = 0, 1, 2  # vocabulary a, b, c; the training text "abaab" never shows c
@@ -97,8 +97,8 @@ def test_char_classes():
 def test_cli_eval_ngram(tmp_path):
     from typer.testing import CliRunner
 
-    from charrnn.cli import app
-    from charrnn.train import train
+    from charrnn.cli.app import app
+    from charrnn.training.train import train
 
     corpus = write_corpus(tmp_path, 6000)
     train(tiny_options(corpus, tmp_path / "run", max_steps=40), on_event=lambda e: None)

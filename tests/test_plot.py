@@ -11,8 +11,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from charrnn.cli import app
-from charrnn.train import train
+from charrnn.cli.app import app
+from charrnn.training.train import train
 from helpers import tiny_options, write_corpus
 
 runner = CliRunner()
@@ -42,7 +42,7 @@ def png_size(path):
 @pytest.mark.parametrize("metric,fn", [("loss", lambda l: l), ("bpc", lambda l: l / math.log(2)), ("perplexity", math.exp)])
 @pytest.mark.parametrize("x", ["step", "epoch", "chars", "time"])
 def test_drawn_lines_are_the_runs_metrics(runs, metric, x, fn):
-    from charrnn.plot import draw, read_runs
+    from charrnn.analysis.plot import draw, read_runs
 
     fig = draw(read_runs([runs[0]], x, metric), x, metric)
     lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from charrnn.cli import app
-from charrnn.config import load_preset, preset_names
-from charrnn.train import build_configs, train
+from charrnn.cli.app import app
+from charrnn.core.config import load_preset, preset_names
+from charrnn.training.train import build_configs, train
 
 
 def test_the_time_to_quality_presets_ship_inside_the_package():
@@ -54,7 +54,7 @@ def _losses(small_corpus, tmp_path, **extra) -> list[float]:
 
 def test_bf16_autocast_trains_on_cpu(small_corpus, tmp_path, monkeypatch):
     """The autocast path itself, forced on (a tanh RNN has CPU bf16 kernels even without native bf16)."""
-    import charrnn.train as train_module
+    import charrnn.training.train as train_module
 
     monkeypatch.setattr(train_module, "_no_bf16", lambda device: None)
     losses = _losses(small_corpus, tmp_path, amp=True, model="rnn")
@@ -62,7 +62,7 @@ def test_bf16_autocast_trains_on_cpu(small_corpus, tmp_path, monkeypatch):
 
 
 def test_amp_without_native_bf16_falls_back_to_fp32_with_a_warning(small_corpus, tmp_path, monkeypatch):
-    import charrnn.train as train_module
+    import charrnn.training.train as train_module
 
     monkeypatch.setattr(train_module, "_no_bf16", lambda device: "--amp: no native bf16; training in fp32")
     warnings = []

@@ -1,4 +1,4 @@
-"""charrnn.probe: the built-in signals follow their definitions, Pearson r matches an independent
+"""charrnn.analysis.probe: the built-in signals follow their definitions, Pearson r matches an independent
 computation, constants are reported rather than divided by, and the recorded activations are the
 model's own state carried over the whole text."""
 
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.activations import record
-from charrnn.config import ModelConfig
-from charrnn.models import CharRNN
-from charrnn.probe import builtin_signals, gather, pearson, rank_units
+from charrnn.analysis.activations import record
+from charrnn.core.config import ModelConfig
+from charrnn.core.models import CharRNN
+from charrnn.analysis.probe import builtin_signals, gather, pearson, rank_units
 
 
 def test_builtin_signals_by_hand():
@@ -83,7 +83,7 @@ def test_gather_is_the_state_carried_over_the_text(kind, impl):
 
 # ---------------------------------------------------------------------------------- linear probe, CLI
 
-from charrnn.probe import linear_probe  # noqa: E402
+from charrnn.analysis.probe import linear_probe  # noqa: E402
 
 
 def test_linear_probe_finds_a_linear_signal_and_not_a_random_one():
@@ -101,7 +101,7 @@ def test_linear_probe_finds_a_linear_signal_and_not_a_random_one():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Tiny trained runs: a 2-layer LSTM (torch engine) and a 3-layer GRU (scratch engine)."""
-    from charrnn.train import train
+    from charrnn.training.train import train
     from tests.helpers import make_text, tiny_options
 
     d = tmp_path_factory.mktemp("probe")
@@ -118,7 +118,7 @@ def runs(tmp_path_factory):
 def _cli(*args):
     from typer.testing import CliRunner
 
-    from charrnn.cli import app
+    from charrnn.cli.app import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -131,8 +131,8 @@ def test_cli_probe_json_matches_an_independent_computation(runs):
     r = json.loads(res.stdout)
     assert r["units"] == 2 * 2 * 8 and [s["name"] for s in r["signals"]] == ["depth", "quote", "paren"]
     chars = text.read_text()
-    from charrnn.checkpoint import load_model
-    from charrnn.data import Vocab
+    from charrnn.core.checkpoint import load_model
+    from charrnn.core.vocab import Vocab
 
     model, ckpt = load_model(d / "lstm")
     ids = torch.as_tensor(Vocab(tuple(ckpt["vocab"])).encode(chars).astype(np.int64))
@@ -195,9 +195,9 @@ def test_cli_probe_signal_file_and_plot(runs, tmp_path):
 
 FACTORY = '''
 import torch
-from charrnn.activations import record
-from charrnn.config import ModelConfig
-from charrnn.models import CharRNN
+from charrnn.analysis.activations import record
+from charrnn.core.config import ModelConfig
+from charrnn.core.models import CharRNN
 
 
 class Mine(torch.nn.Module):
@@ -255,8 +255,8 @@ def test_bracket_depth_is_tracked_by_a_unit_and_held_linearly():
     import tempfile
     from pathlib import Path
 
-    from charrnn.probe import ProbeOptions, probe
-    from charrnn.train import train
+    from charrnn.analysis.probe import ProbeOptions, probe
+    from charrnn.training.train import train
     from tests.helpers import make_brackets, tiny_options
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from charrnn.errors import CharRNNError
-from charrnn.rundir import read_metrics
+from charrnn.core.errors import CharRNNError
+from charrnn.training.rundir import read_metrics
 
 EVENTS = [{"event": "log", "step": 1, "train_loss": 2.5}, {"event": "eval", "step": 2, "val_loss": 2.25, "text": "a\u2028b"}]
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from charrnn.config import ModelConfig
-from charrnn.data import Vocab
-from charrnn.errors import CharRNNError
-from charrnn.models import CharRNN
-from charrnn.sample import generate, next_ids, sample_text
+from charrnn.core.config import ModelConfig
+from charrnn.core.vocab import Vocab
+from charrnn.core.errors import CharRNNError
+from charrnn.core.models import CharRNN
+from charrnn.generate.sample import generate, next_ids, sample_text
 
 VOCAB = Vocab(tuple(sorted(set("abcdefgh \n:ROMEO"))))
 

@@ -13,12 +13,12 @@ import math
 import pytest
 import torch
 
-from charrnn.beam import beam_search
-from charrnn.config import ModelConfig
-from charrnn.data import Vocab
-from charrnn.errors import CharRNNError
-from charrnn.models import CharRNN
-from charrnn.sample import Finished, StopWatch, sample, stream, unescape
+from charrnn.generate.beam import beam_search
+from charrnn.core.config import ModelConfig
+from charrnn.core.vocab import Vocab
+from charrnn.core.errors import CharRNNError
+from charrnn.core.models import CharRNN
+from charrnn.generate.sample import Finished, StopWatch, sample, stream, unescape
 
 from helpers import write_corpus
 from test_cli import error_line, run
@@ -313,7 +313,7 @@ def test_cli_bad_sampling_options_are_one_line_errors(ckpt, args, message):
 
 
 def test_a_long_prime_fed_in_chunks_gives_the_same_state(lstm):
-    from charrnn.sample import inference, prime
+    from charrnn.generate.sample import inference, prime
 
     text = "ROMEO: abc deg hh\nab ROMEO hgf" * 3
     with inference(lstm):

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from charrnn.config import ModelConfig
-from charrnn.models import CharRNN
-from charrnn.scratch import BF16_MIN_HIDDEN, SCRATCH_LAYERS
+from charrnn.core.config import ModelConfig
+from charrnn.core.models import CharRNN
+from charrnn.core.scratch import BF16_MIN_HIDDEN, SCRATCH_LAYERS
 
 TORCH = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 CELLS = ["rnn", "gru", "lstm"]

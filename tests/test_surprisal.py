@@ -15,12 +15,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charrnn.checkpoint import load_model
-from charrnn.cli import app
-from charrnn.data import Vocab
-from charrnn.explore import render_page
-from charrnn.surprisal import score_ids, surprisal_rgb
-from charrnn.train import train
+from charrnn.core.checkpoint import load_model
+from charrnn.cli.app import app
+from charrnn.core.vocab import Vocab
+from charrnn.analysis.explore import render_page
+from charrnn.analysis.surprisal import score_ids, surprisal_rgb
+from charrnn.training.train import train
 
 from helpers import ctrl_c_as_in_a_terminal, make_text, tiny_options, write_corpus
 
@@ -160,9 +160,9 @@ def test_serve_scores_on_loopback_refuses_over_the_bound_and_stops_on_ctrl_c(run
 
 @pytest.mark.parametrize("kind,layers,impl", [("rnn", 3, "scratch"), ("gru", 2, "scratch"), ("gru", 1, "torch"), ("lstm", 2, "torch")])
 def test_page_data_for_every_cell_layers_and_engine(kind, layers, impl):
-    from charrnn.config import ModelConfig
-    from charrnn.explore import page_data
-    from charrnn.models import CharRNN
+    from charrnn.core.config import ModelConfig
+    from charrnn.analysis.explore import page_data
+    from charrnn.core.models import CharRNN
 
     vocab = Vocab(tuple(sorted(set("ab (cd)\n"))))
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from charrnn.cli import app
+from charrnn.cli.app import app
 from helpers import write_corpus
 
 pytest.importorskip("tensorboard")

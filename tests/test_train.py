@@ -9,13 +9,13 @@ import pytest
 import torch
 import yaml
 
-import charrnn.train as train_mod
-from charrnn.checkpoint import load_checkpoint, load_model
-from charrnn.errors import CharRNNError
-from charrnn.models import CharRNN
-from charrnn.optim import lr_at
-from charrnn.train import train
-from charrnn.config import TrainConfig
+import charrnn.training.train as train_mod
+from charrnn.core.checkpoint import load_checkpoint, load_model
+from charrnn.core.errors import CharRNNError
+from charrnn.core.models import CharRNN
+from charrnn.training.optim import lr_at
+from charrnn.training.train import train
+from charrnn.core.config import TrainConfig
 
 from helpers import tiny_options, write_corpus
 
@@ -102,8 +102,9 @@ def test_run_directory_and_checkpoint_contents(tmp_path):
     for key in ("step", "epoch", "chars", "train_loss", "lr", "grad_norm", "clipped", "chars_per_sec", "time"):
         assert key in next(json.loads(l) for l in open(run / "metrics.jsonl") if '"log"' in l)
     # the loaded model reproduces the recorded validation loss
-    from charrnn.evaluate import evaluate_ids
-    from charrnn.data import Vocab, split
+    from charrnn.training.evaluate import evaluate_ids
+    from charrnn.core.vocab import Vocab
+    from charrnn.data.batches import split
 
     model, ckpt = load_model(run / "best.pt")
     ids = Vocab(tuple(ckpt["vocab"])).encode(corpus.read_text())
@@ -141,7 +142,7 @@ def test_ctrl_c_then_resume_is_bit_for_bit_the_uninterrupted_run(tmp_path, sampl
 def test_amp_resume_is_bit_for_bit_with_bf16_scratch_layers(tmp_path):
     """--amp on a bf16 CPU: the scratch GRU multiplies in bf16 (hidden >= BF16_MIN_HIDDEN), and a
     resumed run still ends on exactly the uninterrupted run's weights."""
-    from charrnn.scratch import BF16_MIN_HIDDEN
+    from charrnn.core.scratch import BF16_MIN_HIDDEN
 
     corpus = write_corpus(tmp_path, 3000)
     opts = dict(model="gru", impl="scratch", hidden=BF16_MIN_HIDDEN["gru"], batch_size=2, seq_len=8, amp=True,

@@ -17,9 +17,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charrnn.checkpoint import load_checkpoint, model_config
-from charrnn.models import CharRNN
-from charrnn.train import train
+from charrnn.core.checkpoint import load_checkpoint, model_config
+from charrnn.core.models import CharRNN
+from charrnn.training.train import train
 
 CYCLE = "abcdefghij"
 BASE = dict(model="lstm", hidden=16, layers=1, batch_size=4, seq_len=8, eval_every=1000, log_every=1,
@@ -153,8 +153,8 @@ def test_first_adam_step_is_lr_times_the_sign_of_the_l2_regularised_gradient(per
 
 
 def test_evaluation_scores_with_dropout_off_and_restores_training_mode(periodic):
-    from charrnn.config import ModelConfig
-    from charrnn.evaluate import evaluate_ids
+    from charrnn.core.config import ModelConfig
+    from charrnn.training.evaluate import evaluate_ids
 
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(model="gru", vocab_size=10, hidden=32, dropout=0.5)).train()
@@ -170,7 +170,7 @@ def test_evaluation_scores_with_dropout_off_and_restores_training_mode(periodic)
 def test_dropout_before_the_head_is_on_in_training_and_off_in_eval():
     torch.manual_seed(0)
     cfg_kw = dict(model="lstm", vocab_size=7, hidden=64, layers=1)  # one layer: the head's dropout is the only one
-    from charrnn.config import ModelConfig
+    from charrnn.core.config import ModelConfig
 
     model = CharRNN(ModelConfig(**cfg_kw, dropout=0.5))
     plain = CharRNN(ModelConfig(**cfg_kw, dropout=0.0))

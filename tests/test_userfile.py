@@ -1,4 +1,4 @@
-"""charrnn.userfile, the one importer of a user's code (gradcheck --user, diagnose/probe --model-factory):
+"""charrnn.core.userfile, the one importer of a user's code (gradcheck --user, diagnose/probe --model-factory):
 a file's sibling modules import while it runs and sys.path is restored after; its prints go to stderr; a
 failure is one CharRNNError naming the user's own line; each import runs the file afresh."""
 
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from charrnn.errors import CharRNNError
-from charrnn.userfile import call, import_file, import_module
+from charrnn.core.errors import CharRNNError
+from charrnn.core.userfile import call, import_file, import_module
 
 
 def test_import_file_sees_its_siblings_and_restores_the_path(tmp_path, capsys):

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from charrnn.cli import app
-from charrnn.errors import CharRNNError
-from charrnn.usergrad import UserGradOptions, check_user_gradients
+from charrnn.cli.app import app
+from charrnn.core.errors import CharRNNError
+from charrnn.gradcheck.user import UserGradOptions, check_user_gradients
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))

@@ -17,15 +17,16 @@ Three sections, each a set of checks with stable ids (see README, "diagnose"):
     grad   gradient health: ||dL/dh_t|| against distance, spectral radius of the recurrent matrices,
            saturated units, the recorded gradient norms / clipping / learning rate
 
-The package, downstream first:
+Its rooms, downstream first:
 
-    measure.py        tensors in, plain numbers out, no judgement
-    context.py        report types, the check registry, Context (measurements shared by checks, made once)
-    checks_loss.py, checks_state.py, checks_grad.py    the checks, each registered once with its id
-    numpy_model.py    a user's NumPy model behind the torch interface
-    subjects.py       what is diagnosed (checkpoint, factory) and the runner
+    `measure`         tensors in, plain numbers out, no judgement
+    `context`         report types, the check registry, Context (measurements shared by checks, made once)
+    `checks_loss`, `checks_state`, `checks_grad`    the checks, each registered once with its id
+    `numpy_model`     a user's NumPy model behind the torch interface
+    `subjects`        what is diagnosed (checkpoint, factory) and the runner
+    `training_log`, `log`    `diagnose --log`: a learner's own training log, read and judged
 
-The engine returns data and never prints; `charrnn.cli` renders the report.
+The engine returns data and never prints; `charrnn.cli.app` renders the report.
 """
 
 from charrnn.diagnose import checks_loss, checks_state, checks_grad

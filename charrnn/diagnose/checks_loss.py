@@ -15,8 +15,8 @@ import torch
 
 from charrnn.diagnose import measure as m
 from charrnn.diagnose.context import Context, Verdict, check, worst
-from charrnn.evaluate import char_nll, perplexity
-from charrnn.ngram import YARDSTICK_MARGIN, YARDSTICK_ORDER, KneserNey
+from charrnn.training.evaluate import char_nll, perplexity
+from charrnn.analysis.ngram import YARDSTICK_MARGIN, YARDSTICK_ORDER, KneserNey
 
 RECORDED_OK = 1e-3  # relative difference between recomputed and recorded val loss: ok below ...
 RECORDED_FAIL = 0.02  # ... fail above (between: warn; another device or precision can explain it)
@@ -56,7 +56,7 @@ def check_recorded(ctx: Context) -> Verdict:
     recorded_chars = (s.ckpt.get("corpus") or {}).get("val_chars")
     if n <= cap:
         # exactly what training recorded: the whole val split through charrnn's evaluation
-        from charrnn.evaluate import evaluate_ids
+        from charrnn.training.evaluate import evaluate_ids
 
         recomputed = evaluate_ids(ctx.model, ids, ctx.device, chunk=chunk).loss
         se, mode = 0.0, "full val split"
@@ -322,7 +322,7 @@ def check_worked_example(ctx: Context) -> Verdict:
 def check_trained_horizon(ctx: Context) -> Verdict:
     """The training loop's last-epoch loss against `charrnn eval --split train` on the same weights: the
     loop scores streams no longer than the trained horizon, eval reads longer ones."""
-    from charrnn.horizon import by_position, horizon_of
+    from charrnn.analysis.horizon import by_position, horizon_of
 
     s = ctx.subject
     if s.ckpt is None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from charrnn.diagnose import measure as m
-from charrnn.errors import CharRNNError
+from charrnn.core.errors import CharRNNError
 
 SECTIONS = {"loss": "Loss normalisation", "state": "Hidden-state reset", "grad": "Gradient health"}
 STATUSES = ("ok", "warn", "fail", "skip")

@@ -17,7 +17,7 @@ number of sequences in each split). Three checks, with stable ids:
                          bookkeeping is told from a real one
 
 A curve is `recorded = factor x per-character loss`; the corrected curve is `recorded / factor`. The
-engine returns a Diagnosis and never prints; `charrnn.cli` draws it next to the recorded curves.
+engine returns a Diagnosis and never prints; `charrnn.cli.app` draws it next to the recorded curves.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.data import read_text
+from charrnn.core.vocab import read_text
 from charrnn.diagnose.context import Check
 from charrnn.diagnose.measure import unigram_entropy
 from charrnn.diagnose.subjects import Diagnosis
 from charrnn.diagnose.training_log import TrainingLog, read_log
-from charrnn.errors import CharRNNError
+from charrnn.core.errors import CharRNNError
 
 SECTION = ("log", "Training log")
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.errors import CharRNNError
+from charrnn.core.errors import CharRNNError
 
 # ---------------------------------------------------------------------------------------------------
 # state as data: a tensor or nested tuples/lists of tensors
@@ -122,7 +122,7 @@ def windowed_streams(ids: torch.Tensor, rows: int, T: int, max_chars: int):
 def score_rows(model, x: torch.Tensor, y: torch.Tensor, device, chunk: int, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-character NLL (rows, cols) of rows scored from a fresh state, carried across chunks (any model
     that follows the interface, its output checked on every call)."""
-    from charrnn.evaluate import score_streams
+    from charrnn.training.evaluate import score_streams
 
     nll = score_streams(model, x, y, device, chunk, forward=lambda xb, st: logits_of(model, xb, st), detach=detach)
     return nll if mask is None else nll * mask
@@ -432,15 +432,15 @@ def saturation(model, ids: torch.Tensor, device, rows: int = 16, T: int = 256, s
             "positions": len(hs) * rows}
 
 
-# charrnn.activations gate names -> the names the report shows (and whether the unit is a tanh)
+# charrnn.analysis.activations gate names -> the names the report shows (and whether the unit is a tanh)
 _GATE_LABELS = {"input": "input gate", "forget": "forget gate", "cell": "cell input g (tanh)", "output": "output gate",
                 "reset": "reset gate", "update": "update gate", "candidate": "candidate n (tanh)"}
 
 
 def _charrnn_gate_saturation(model, x: torch.Tensor, skip: int) -> dict[str, float]:
-    """Share of saturated units per gate, averaged over layers, from `charrnn.activations.record` (the
+    """Share of saturated units per gate, averaged over layers, from `charrnn.analysis.activations.record` (the
     cell equations live there, not here)."""
-    from charrnn.activations import record
+    from charrnn.analysis.activations import record
 
     trace = record(model, x)  # every layer's h, c and gates, each (B, T, H)
     shares: dict[str, list[float]] = {}

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from charrnn.errors import CharRNNError
+from charrnn.core.errors import CharRNNError
 
 
 def _to_numpy(state):

@@ -16,9 +16,9 @@ import torch
 
 from charrnn.diagnose.context import REGISTRY, STATUSES, Check, Context, plain, probe, speak_to_user
 from charrnn.diagnose.numpy_model import as_torch_model
-from charrnn.errors import CharRNNError
-from charrnn.rundir import read_metrics
-from charrnn.userfile import call, import_file, import_module
+from charrnn.core.errors import CharRNNError
+from charrnn.training.rundir import read_metrics
+from charrnn.core.userfile import call, import_file, import_module
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,9 @@ class Subject:
 def diagnose_checkpoint(target, text: str | Path | None = None, options: DiagnoseOptions = DiagnoseOptions(),
                         on_check: Callable[[Check], None] | None = None) -> Diagnosis:
     """Diagnose a charrnn checkpoint on its val split (train split when it has none) or on `text`."""
-    from charrnn.checkpoint import load
-    from charrnn.device import resolve_device
-    from charrnn.texts import corpus_of, text_ids
+    from charrnn.core.checkpoint import load
+    from charrnn.core.device import resolve_device
+    from charrnn.analysis.texts import corpus_of, text_ids
 
     device = resolve_device(options.device)
     ck = load(target, device)
@@ -227,8 +227,8 @@ def diagnose_model(model, text: str | Path, options: DiagnoseOptions = DiagnoseO
                    on_check: Callable[[Check], None] | None = None, source: str | None = None) -> Diagnosis:
     """Diagnose a model object that follows the interface and has a `vocab`, on a text file. Checks that
     need a training record are skipped."""
-    from charrnn.data import read_text
-    from charrnn.device import resolve_device
+    from charrnn.core.vocab import read_text
+    from charrnn.core.device import resolve_device
 
     device = resolve_device(options.device)
     model, tokens, ids, unknown = user_model_on(model, device, read_text(text))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.errors import CharRNNError
+from charrnn.core.errors import CharRNNError
 
 X_NAMES = ("epoch", "step", "iter", "iteration")
 TRAIN_NAMES = ("train_loss", "training_loss", "loss")

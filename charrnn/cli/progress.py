@@ -1,0 +1,170 @@
+"""Rich rendering of training events for the terminal (the engine itself never prints).
+
+`TrainDisplay` is the `on_event` callback of `charrnn.training.train.train`: a progress bar with step, epoch,
+loss, bpc, chars/s and ETA; a table row per evaluation; now and then a short sample from a fixed prefix.
+Everything goes to stderr, so stdout stays free for `--json`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from charrnn.training.loop import Event
+
+
+def _fmt(x, digits=4) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+class TrainDisplay:
+    def __init__(self, console: Console, quiet: bool = False):
+        self.console = console
+        self.quiet = quiet
+        self.progress: Progress | None = None
+        self.task = None
+        self.header_printed = False
+        self.total = None
+        self.minutes = None
+        self.start_step = 0
+
+    def __call__(self, event: Event) -> None:
+        handler = getattr(self, f"on_{event.kind}", None)
+        if handler is not None:
+            handler(event.data)
+
+    # messages that matter even with --quiet
+    def on_notice(self, d):
+        self.console.print(f"[cyan]note:[/] {escape(d['message'])}")
+
+    def on_warning(self, d):
+        self.console.print(f"[yellow]warning:[/] {escape(d['message'])}")
+
+    def on_start(self, d):
+        self.total, self.minutes, self.start_step = d["total_steps"], d["minutes"], d["step"]
+        if self.quiet:
+            return
+        verb = "resuming" if d["resumed"] else "training"
+        precision = "" if d["precision"] == "fp32" else f" ({d['precision']})"
+        self.console.print(
+            f"[bold]{verb}[/] {d['model']} ({d['impl']}, {d['params']:,} parameters) on [bold]{escape(d['corpus'])}[/] "
+            f"({d['train_chars']:,} train / {d['val_chars']:,} val chars, vocab {d['vocab_size']}) "
+            f"on {d['device']}{precision}; "
+            f"state {d['state_policy']}; {d['steps_per_epoch']:,} steps per epoch -> {escape(d['run_dir'])}"
+        )
+        self.progress = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        # under --minutes alone the bar measures time (per mille of the budget), else steps
+        total = self.total if self.total else 1000
+        self.task = self.progress.add_task("train", total=total, completed=self._completed(d["step"], 0.0), info="")
+        self.progress.start()
+
+    def _completed(self, step: int, progress: float) -> float:
+        if self.total:
+            return min(step, self.total) if not self.minutes else max(step, progress * self.total)
+        return progress * 1000
+
+    def on_log(self, d):
+        if self.progress is None:
+            return
+        info = (f"step {d['step']:,} ep {d['epoch']:.2f} loss {_fmt(d['train_loss'])} bpc {_fmt(d['bpc'], 3)} "
+                f"{d['chars_per_sec']:,.0f} ch/s")
+        self.progress.update(self.task, completed=self._completed(d["step"], d.get("progress", 0.0)), info=info)
+
+    def on_eval(self, d):
+        if self.quiet:
+            return
+        if not self.header_printed:
+            self.console.print(f"[bold]{'step':>8} {'epoch':>6} {'train loss':>10} {'val loss':>9} {'val bpc':>8} {'val ppl':>8} {'time':>7}[/]")
+            self.header_printed = True
+        self.console.print(
+            f"{d['step']:>8,} {d['epoch']:>6.2f} {_fmt(d.get('train_loss')):>10} {_fmt(d.get('val_loss')):>9} "
+            f"{_fmt(d.get('bpc'), 3):>8} {_fmt(d.get('perplexity'), 2):>8} {d['time']:>6.1f}s"
+        )
+
+    def on_sample(self, d):
+        if self.quiet:
+            return
+        text = d["text"].replace("\n", "\u23ce ")
+        self.console.print(f"  [dim]sample:[/] [green]{escape(text)}[/]")
+
+    def on_checkpoint(self, d):
+        self.stop()
+        if d.get("interrupted"):
+            self.console.print(f"stopped at step {d['step']:,}; saved {escape(d['path'])}")
+
+    def on_end(self, d):
+        self.stop()
+        if self.quiet:
+            return
+        parts = [f"{d['steps']:,} steps", f"{d['seconds']:.1f}s"]
+        if d.get("train_loss") is not None:
+            parts.append(f"train loss {_fmt(d['train_loss'])} (ppl {_fmt(d.get('train_perplexity'), 3)})")
+        if d.get("val_loss") is not None:
+            parts.append(f"val loss {_fmt(d['val_loss'])} nats, {_fmt(d['val_bpc'], 3)} bpc, ppl {_fmt(d['val_perplexity'], 3)}")
+        self.console.print("[bold]done:[/] " + ", ".join(parts))
+        self.console.print(f"checkpoint: {escape(d['checkpoint'])}   sample it: charrnn sample {escape(d['run_dir'])}")
+        self.console.print(f"curves: charrnn plot {escape(d['run_dir'])}   (add --terminal to draw them here)")
+
+    def stop(self):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+# ------------------------------------------------------------------- surprisal map (`eval --show`)
+
+
+def surprisal_map(chars: list[str], bits: list):
+    """The text as rich Text, each character on the background of its surprisal in bits (None for the
+    first, which nothing predicts), in the page's colours; newlines shown as a dim ↵ before the break."""
+    from rich.text import Text
+
+    from charrnn.analysis.surprisal import surprisal_rgb
+
+    out = Text()
+    for c, b in zip(chars, bits):
+        style = "" if b is None else "black on rgb({},{},{})".format(*surprisal_rgb(b))
+        if c == "\n":
+            out.append("\u21b5", style=(style + " dim").strip())
+            out.append("\n")
+        else:
+            out.append(c, style=style)
+    return out
+
+
+def surprisal_legend():
+    from rich.text import Text
+
+    from charrnn.analysis.surprisal import MAX_BITS, surprisal_rgb
+
+    legend = Text("surprisal: ")
+    for b in range(0, int(MAX_BITS) + 1, 2):
+        legend.append(f" {b}{'+' if b == MAX_BITS else ''} ", style="black on rgb({},{},{})".format(*surprisal_rgb(b)))
+    legend.append(" bits")
+    return legend
+
+
+def worst_table(rows: list[dict], top: list[list]):
+    """The most surprising characters (rows from explore.worst_rows) with what the model expected."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="most surprising characters", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, justify in (("bits", "right"), ("at", "right"), ("context", "left"), ("model expected", "left")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    for r in rows:
+        guesses = ", ".join(f"{c!r} {p:.0%}" for c, p in top[r["i"]][:3])
+        table.add_row(f"{r['bits']:.2f}", str(r["i"]), escape(f"…{r['before']}[{r['char']}]{r['after']}…"), escape(guesses))
+    return table

@@ -1,0 +1,220 @@
+"""Typed configuration: what a run is, validated on construction, saved into checkpoints as plain dicts.
+
+A command-line flag, a YAML key and a dataclass field have the same name (flag `--batch-size` is key
+`batch_size`). `ModelConfig` is exactly what rebuilds the network; `TrainConfig` is everything else a run
+needs (data, optimisation, budgets, output). A YAML file is one flat mapping whose keys belong to either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from charrnn.core.errors import CharRNNError
+
+MODELS = ("rnn", "gru", "lstm")
+IMPLS = ("auto", "torch", "scratch")
+SAMPLINGS = ("random", "sequential")
+STATES = ("auto", "reset", "carry")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_EPOCHS = 10  # the budget when none of --epochs, --max-steps, --minutes is given
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise CharRNNError(message)
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, f"--{name.replace('_', '-')} must be one of {', '.join(choices)} (got {value!r})")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture: enough to rebuild the network from a checkpoint, nothing more."""
+
+    model: str = "lstm"  # rnn (tanh) | gru | lstm
+    impl: str = "auto"  # torch's fused modules | scratch (hand-written BPTT) | auto; same parameters either way
+    vocab_size: int = 0  # set from the corpus
+    hidden: int = 512
+    layers: int = 1
+    embed: int = 0  # 0 = one-hot input, as d2l; N = a learned N-wide embedding
+    dropout: float = 0.0  # between layers and before the output layer
+    init_std: float = 0.0  # 0 = torch's default init; >0 = weights ~ N(0, std^2), biases 0 (d2l uses 0.01)
+
+    def __post_init__(self):
+        _choice("model", self.model, MODELS)
+        _choice("impl", self.impl, IMPLS)
+        _check(self.hidden >= 1, "--hidden must be at least 1")
+        _check(self.layers >= 1, "--layers must be at least 1")
+        _check(self.embed >= 0, "--embed must be 0 (one-hot) or a positive width")
+        _check(0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
+        _check(self.init_std >= 0.0, "--init-std must be 0 (torch's default init) or positive")
+        _check(self.vocab_size >= 0, "vocab_size must not be negative")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything about a training run except the architecture."""
+
+    # data
+    corpus: str | None = None  # a catalog name or a path to a UTF-8 file; None = timemachine, else pystdlib
+    data_dir: str | None = None
+    mirror: str | None = None
+    lowercase: bool = False
+    letters_only: bool = False
+    max_chars: int = 0  # 0 = the whole corpus (d2l's max_tokens)
+    encoding_errors: str = "strict"  # strict | replace
+    val_frac: float = 0.1
+    test_frac: float = 0.0
+    # batches
+    batch_size: int = 32
+    seq_len: int = 64
+    sampling: str = "sequential"
+    state: str = "auto"  # auto: reset for random windows, carry (detached) for sequential streams
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup: int = 0  # steps of linear warm-up (always steps, whatever the budget's kind)
+    min_lr_frac: float = 0.1  # cosine decays to lr * min_lr_frac
+    clip: float = 1.0  # global gradient-norm clip; 0 = off
+    # budgets: whichever ends first; none given = DEFAULT_EPOCHS epochs (see runstate.Budget.of)
+    epochs: int = 0
+    max_steps: int = 0
+    minutes: float = 0.0
+    # machine
+    device: str = "auto"
+    seed: int = 1337
+    threads: int = 0  # 0 = torch's default
+    amp: bool = False  # bf16 autocast (CUDA, or CPU where it helps)
+    compile: bool = False  # torch.compile the model
+    # reporting
+    eval_every: int = 200
+    eval_chars: int = 16384  # validation characters scored per evaluation during training (a fixed,
+    # evenly spread part of a longer split; the whole split at the end); 0 = the whole split every time
+    log_every: int = 20
+    sample_every: int = 2  # a sample every this many evaluations; 0 = never
+    sample_prefix: str = ""
+    sample_length: int = 100
+    # output
+    out: str | None = None  # run directory; None = runs/<corpus>-<model>
+    # fine-tuning: a new run that starts from this checkpoint's weights (charrnn.training.finetune)
+    init_from: str | None = None
+
+    def __post_init__(self):
+        _check(self.encoding_errors in ("strict", "replace"), "--encoding-errors must be strict or replace")
+        _check(0.0 <= self.val_frac < 1.0 and 0.0 <= self.test_frac < 1.0, "--val-frac and --test-frac must be in [0, 1)")
+        _check(self.val_frac + self.test_frac < 1.0, "--val-frac plus --test-frac must leave some text to train on")
+        _check(self.max_chars >= 0, "--max-chars must not be negative")
+        _check(self.batch_size >= 1, "--batch-size must be at least 1")
+        _check(self.seq_len >= 1, "--seq-len must be at least 1")
+        _choice("sampling", self.sampling, SAMPLINGS)
+        _choice("state", self.state, STATES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("device", self.device, DEVICES)
+        _check(self.lr > 0, "--lr must be positive")
+        _check(self.warmup >= 0, "--warmup must not be negative")
+        _check(self.clip >= 0, "--clip must be 0 (off) or positive")
+        _check(self.epochs >= 0 and self.max_steps >= 0 and self.minutes >= 0, "budgets must not be negative")
+        _check(self.eval_every >= 1 and self.log_every >= 1, "--eval-every and --log-every must be at least 1")
+        _check(self.eval_chars >= 0, "--eval-chars must be 0 (the whole split) or positive")
+        _check(self.threads >= 0, "--threads must not be negative")
+
+    def state_policy(self) -> str:
+        """The effective state policy: 'reset' or 'carry'."""
+        if self.state != "auto":
+            return self.state
+        return "reset" if self.sampling == "random" else "carry"
+
+    def state_mismatch(self) -> str | None:
+        """A warning when the state policy contradicts the sampling scheme (allowed, for experiments)."""
+        policy = self.state_policy()
+        if self.sampling == "random" and policy == "carry":
+            return ("carrying state across random windows: each window starts at an unrelated place in the "
+                    "text, so the carried state is noise to it (d2l resets state for random sampling)")
+        if self.sampling == "sequential" and policy == "reset":
+            return ("resetting state between sequential batches: each stream continues the last batch, so "
+                    "the model loses context it could have used (d2l carries state for sequential sampling)")
+        return None
+
+
+MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"vocab_size"}
+TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split one flat mapping of options into (model kwargs, train kwargs); unknown keys are an error."""
+    unknown = sorted(set(options) - MODEL_KEYS - TRAIN_KEYS)
+    _check(not unknown, f"unknown config key(s): {', '.join(unknown)}")
+    model = {k: v for k, v in options.items() if k in MODEL_KEYS}
+    train = {k: v for k, v in options.items() if k in TRAIN_KEYS}
+    return model, train
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a flat YAML mapping of options (`--config FILE`)."""
+    p = Path(path)
+    _check(p.is_file(), f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise CharRNNError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    _check(isinstance(data, dict), f"config file {p} must be a mapping of option: value")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("charrnn.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """Options of a recipe shipped inside the package (`--preset NAME`)."""
+    names = preset_names()
+    _check(name in names, f"unknown preset {name!r}; presets: {', '.join(names) or 'none'}")
+    text = resources.files("charrnn.presets").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text) or {}
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def coerce(options: dict[str, Any]) -> dict[str, Any]:
+    """Give YAML values the dataclass field types (YAML reads 1e-3 as a string, for instance)."""
+    types = {f.name: f.type for f in fields(ModelConfig)} | {f.name: f.type for f in fields(TrainConfig)}
+    out = {}
+    for k, v in options.items():
+        t = str(types.get(k, ""))
+        try:
+            if v is None or t.endswith("| None") and v is None:
+                out[k] = v
+            elif t == "bool":
+                if isinstance(v, str):
+                    _check(v.lower() in ("true", "false", "yes", "no", "1", "0"), f"config key {k}: expected true or false, got {v!r}")
+                    v = v.lower() in ("true", "yes", "1")
+                out[k] = bool(v)
+            elif t == "int":
+                _check(float(v) == int(float(v)), f"config key {k}: expected an integer, got {v!r}")
+                out[k] = int(float(v))
+            elif t == "float":
+                out[k] = float(v)
+            elif t.startswith("str"):
+                out[k] = str(v)
+            else:
+                out[k] = v
+        except (TypeError, ValueError):
+            raise CharRNNError(f"config key {k}: cannot use {v!r}") from None
+    return out
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,6 @@
+"""Stage 2, generation: text from a trained model after a warm-up prefix.
+
+Training samples as it goes, so this stage sits below it. Its rooms: `sample` (temperature / top-k /
+top-p sampling with an explicit generator, and stop strings), `beam` (beam search over characters) and
+`interactive` (the engine of `sample --interactive`: turns with a carried state).
+"""
