@@ -9,7 +9,9 @@ from typer.testing import CliRunner
 
 from charrnn.cli.app import app
 from charrnn.core.config import TrainConfig
+from charrnn.core.errors import CharRNNError
 from charrnn.data.dataset import prepare_corpus
+from charrnn.data.documents import list_documents
 from charrnn.training.train import train
 from helpers import make_text, tiny_options
 
@@ -88,3 +90,19 @@ def test_a_directory_corpus_trains_and_resumes_exactly(tmp_path):
     assert a["corpus"] == b["corpus"]
     for name in a["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), name
+
+
+def test_a_glob_that_climbs_out_with_dot_dot_finds_its_files(tree, tmp_path, monkeypatch):
+    """'..' starts with a dot but is no hidden file: only the part below the pattern's folder counts."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    name, files = list_documents("../letters/*.txt")
+    assert name == "letters" and [p.name for p in files] == ["a.txt", "b.txt"]
+    climbed = prepare_corpus(TrainConfig(corpus="../letters/**/*.txt", val_frac=0.0))
+    assert climbed.vocab.decode(climbed.train) == EXPECTED == prepare_corpus(
+        TrainConfig(corpus="../letters", val_frac=0.0)).vocab.decode(climbed.train)
+    # below the pattern's folder a hidden part still hides a file, whatever the pattern matches
+    assert [p.name for p in list_documents("../letters/**/*")[1]] == ["a.txt", "c.txt", "b.txt"]
+    with pytest.raises(CharRNNError, match="no files there"):
+        list_documents("../letters/.*")  # .hidden.txt: matched, and still hidden

@@ -229,3 +229,29 @@ def test_unknown_corpus_name_and_bad_options(tmp_path):
         train({"sampling": "shuffled"})
     with pytest.raises(CharRNNError, match="unknown config key"):
         train({"hiden": 3})
+
+
+def test_the_sample_prefix_is_preprocessed_as_the_corpus_is(tmp_path):
+    """--lowercase --sample-prefix "THE MACHINE": the run samples from "the machine", as `sample` would."""
+    corpus = write_corpus(tmp_path, 3000)
+    events = []
+    train(tiny_options(corpus, tmp_path / "run", lowercase=True, sample_prefix="THE MACHINE", max_steps=10,
+                       eval_every=5, sample_every=1, sample_length=8), on_event=events.append)
+    samples = [e.data for e in events if e.kind == "sample"]
+    assert len(samples) == 2 and all(s["prefix"] == "the machine" for s in samples)
+    assert all(s["text"].startswith("the machine") and len(s["text"]) == 19 for s in samples)
+    assert any(e.kind == "notice" and "'the machine'" in e.data["message"] for e in events)
+
+
+def test_a_sample_prefix_the_model_cannot_read_stops_the_run_before_it_starts(tmp_path):
+    """One error line, exit 2, and no run directory: not a crash at the first periodic sample."""
+    from helpers import cli, error_line
+
+    corpus = write_corpus(tmp_path, 3000)
+    r = cli("train", "--corpus", corpus, "--out", tmp_path / "run", "--lowercase", "--sample-prefix", "ROMEO:",
+            "--hidden", "8", "--batch-size", "4", "--seq-len", "8", "--eval-every", "2", "--sample-every", "1",
+            "--max-steps", "4", code=2)
+    assert "--sample-prefix" in error_line(r) and "never saw: ':'" in error_line(r)
+    assert not (tmp_path / "run").exists()
+    # no samples, no check: a prefix that is never used stops nothing
+    train(tiny_options(corpus, tmp_path / "quiet", sample_prefix="ROMEO:", lowercase=True, max_steps=2, sample_every=0))

@@ -45,11 +45,12 @@ def _visible(rel: Path) -> bool:
 def list_documents(spec: str) -> tuple[str, list[Path]]:
     """A directory or glob pattern -> (corpus name, files in a stable order). Nothing found is an error."""
     if is_pattern(spec):
-        files = [Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)]
-        files = [p for p in files if p.is_file() and _visible(p)]
         lead = re.split(r"[*?\[]", spec, maxsplit=1)[0]  # "texts/ch*.txt" -> "texts/ch"
-        base = Path(lead) if not lead or lead.endswith(("/", os.sep)) else Path(lead).parent
-        name = base.expanduser().resolve().name or "corpus"  # named after the folder the pattern looks in
+        base = (Path(lead) if not lead or lead.endswith(("/", os.sep)) else Path(lead).parent).expanduser()
+        files = [Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True)]
+        # hidden below the folder the pattern looks in; the folder's own path may hold "..", "~/.x"
+        files = [p for p in files if p.is_file() and _visible(p.relative_to(base))]
+        name = base.resolve().name or "corpus"  # named after the folder the pattern looks in
     else:
         root = Path(spec).expanduser()
         files = [p for p in root.rglob("*") if p.is_file() and _visible(p.relative_to(root))]

@@ -25,19 +25,40 @@ from dataclasses import dataclass
 
 import torch
 
+from charrnn.core.checkpoint import Preprocessing
 from charrnn.core.vocab import Vocab
 from charrnn.core.errors import CharRNNError
 from charrnn.core.models import State
 
 
-def check_prefix(vocab: Vocab, prefix: str) -> None:
+def check_prefix(vocab: Vocab, prefix: str, what: str = "the prefix", listed: str = "`charrnn info` lists them") -> None:
     missing = vocab.unknown(prefix)
     if missing:
         shown = ", ".join(repr(c) for c in missing[:20]) + (" ..." if len(missing) > 20 else "")
         raise CharRNNError(
-            f"the prefix has {len(missing)} character(s) the model never saw: {shown} "
-            f"(its vocabulary has {len(vocab)} characters; `charrnn info` lists them)"
+            f"{what} has {len(missing)} character(s) the model never saw: {shown} "
+            f"(its vocabulary has {len(vocab)} characters; {listed})"
         )
+
+
+def prepare_prefix(prefix: str, preprocessing: Preprocessing, vocab: Vocab | None = None,
+                   what: str = "the prefix", listed: str = "`charrnn info` lists them") -> tuple[str, str | None]:
+    """A prefix prepared as the model's training text was (the model only ever read text prepared so):
+    -> (the prepared prefix, a note for the user when that changed it, else None). With `vocab` it is
+    checked now, before any work: a character the model never saw is an error naming `what`."""
+    prepared = preprocessing.prefix(prefix)
+    note = None if prepared == prefix else f"{what} was preprocessed as the training corpus was: {prepared!r}"
+    if vocab is not None:
+        check_prefix(vocab, prepared, what, listed)
+    return prepared, note
+
+
+def seeded(seed: int | None) -> tuple[int, torch.Generator]:
+    """The generator a sampling command draws from, and its seed: `seed`, or a fresh random one (reported,
+    so that the same text can be had again with --seed)."""
+    if seed is None:
+        seed = int(torch.seed() % (2**31))
+    return seed, torch.Generator().manual_seed(seed)
 
 
 def seed_char(vocab: Vocab) -> str:

@@ -42,12 +42,13 @@ from charrnn import __version__
 from charrnn.training import distributed
 from charrnn.training import finetune
 from charrnn.training import rundir
-from charrnn.core.checkpoint import Checkpoint, load
+from charrnn.core.checkpoint import Checkpoint, Preprocessing, load
 from charrnn.core.config import MODEL_KEYS, ModelConfig, TrainConfig, coerce, split_options, to_dict
 from charrnn.data.batches import Batches
 from charrnn.data.dataset import prepare_corpus
 from charrnn.core.device import resolve_device  # noqa: F401  (re-exported: older callers import it from here)
 from charrnn.core.errors import CharRNNError
+from charrnn.generate.sample import prepare_prefix
 from charrnn.training.evaluate import LossReport, perplexity
 from charrnn.training.loop import Event, Trainer, run_loop
 from charrnn.core.models import CharRNN, count_parameters, resolve_impl
@@ -121,6 +122,7 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, init: Che
         corpus, added = finetune.grow_vocab(init.vocab, corpus)
         emit(Event("notice", {"message": f"fine-tuning from {init.path}: " + (
             f"{len(added)} new character(s) get new rows: {''.join(added)!r}" if added else "no new characters")}))
+    cfg = _sample_prefix(cfg, corpus.vocab, emit)
     mcfg = replace(mcfg, vocab_size=len(corpus.vocab), impl=resolve_impl(mcfg.model, mcfg.impl, device))
     batches = Batches(corpus.train, cfg.batch_size, cfg.seq_len, cfg.sampling, cfg.seed, pin_memory=device.type == "cuda")
     if (why := cfg.state_mismatch()) is not None:
@@ -152,6 +154,19 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, init: Che
     summary = _summary(tr, interrupted)
     emit(Event("end", summary))
     return summary
+
+
+def _sample_prefix(cfg: TrainConfig, vocab, emit: Callable[[Event], None]) -> TrainConfig:
+    """--sample-prefix prepared as the corpus was (as `charrnn sample` prepares its prefix) and checked
+    against the vocabulary now, before the first step, rather than at the first sample hours later."""
+    if not (cfg.sample_prefix and cfg.sample_every and cfg.sample_length > 0):
+        return cfg  # no samples, or the corpus's own first characters
+    pre = Preprocessing(lowercase=cfg.lowercase, letters_only=cfg.letters_only)
+    prefix, note = prepare_prefix(cfg.sample_prefix, pre, vocab, what=f"--sample-prefix {cfg.sample_prefix!r}",
+                                  listed="give one from the corpus, or --sample-prefix ''")
+    if note is not None:
+        emit(Event("notice", {"message": note}))
+    return replace(cfg, sample_prefix=prefix)
 
 
 def _trainer(mcfg, cfg, ck, corpus, batches, model, device, run_dir, ddp) -> Trainer:
