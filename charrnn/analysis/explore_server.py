@@ -1,5 +1,6 @@
 """`charrnn explore --serve`: the explore page from a local HTTP server, scoring what a user types.
 
+    score, first, path = explore_scorer("runs/x", max_chars=5000)   # the model, loaded once
     server = make_server(score, page, host="127.0.0.1", port=8000, max_chars=5000)
     server.serve_forever()          # the CLI stops it on Ctrl-C and closes the socket
 
@@ -88,3 +89,33 @@ def make_server(score: Callable[[str], dict], page: str, host: str = "127.0.0.1"
     server.score, server.page, server.max_chars, server.log = score, page, max_chars, log
     server.lock = threading.Lock()
     return server
+
+
+def explore_scorer(ckpt, text=None, split: str | None = None, max_chars: int = 3000, device: str = "cpu",
+                   impl: str | None = None, data_dir: str | None = None) -> tuple[Callable[[str], dict], dict, str]:
+    """What `charrnn explore --serve` serves: (score(raw text) -> the page's data for it, the data of the
+    page it opens with, the checkpoint's path). The page opens on --text / --split when one is given,
+    else empty, inviting a text; a submitted text is prepared as the training text was."""
+    from charrnn.analysis.explore import empty_data, page_data
+    from charrnn.analysis.surprisal import load_for_scoring
+    from charrnn.core.checkpoint import load
+    from charrnn.core.device import resolve_device
+
+    if max_chars < 2:
+        raise CharRNNError(f"--max-chars must be at least 2 (got {max_chars})")
+    if text is not None or split is not None:
+        model, dev, ids, source, ck = load_for_scoring(ckpt, text, split, device, impl, data_dir, max_chars)
+        first = page_data(model, ck.vocab, ids, dev, source=source, checkpoint=ck.path)
+    else:
+        dev = resolve_device(device)
+        ck = load(ckpt, dev, impl=impl)
+        model = ck.model
+        first = empty_data(f"{ck.path}: type or paste a text above and press Score")
+
+    def score(raw: str) -> dict:
+        ids = ck.vocab.encode(ck.preprocessing.text(raw))
+        if len(ids) < 2:
+            raise CharRNNError("type at least 2 characters (after the model's preprocessing)")
+        return page_data(model, ck.vocab, ids, dev, source="your text", checkpoint=ck.path)
+
+    return score, first, ck.path

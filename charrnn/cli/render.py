@@ -11,6 +11,7 @@ from __future__ import annotations
 from rich import box
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 STATUS_COLOUR = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 PASS, FAIL = "[green]PASS[/]", "[bold red]FAIL[/]"
@@ -143,3 +144,126 @@ def info_table(d: dict) -> Table:
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         table.add_row(f"[bold]{key}[/]", escape(str(value)))
     return table
+
+
+def corpora_table(root, status, wide: bool) -> Table:
+    """`charrnn download --list`: every catalog corpus, whether it is here and verified, and where."""
+    table = Table(title=f"corpora in {root}", title_justify="left")
+    for column in ("name", "bytes", "sha1", "status", "path") + (("description",) if wide else ()):
+        # The short columns never wrap; a long path folds rather than squeezing them to nothing.
+        table.add_column(column, no_wrap=column not in ("path", "description"), overflow="fold" if column == "path" else "ellipsis")
+    for entry, path, ok in status:
+        state = "[green]verified[/]" if ok else "[red]corrupt[/]" if path.exists() else "[dim]missing[/]"
+        size = f"{entry.size:,}" if entry.size else f"{path.stat().st_size:,}" if ok else "-"
+        row = [entry.name, size, (entry.sha1 or "local")[:8], state, str(path)]
+        table.add_row(*row + ([entry.description] if wide else []))
+    return table
+
+
+# ------------------------------------------------------------------- surprisal map (`eval --show`)
+
+
+def surprisal_map(chars: list[str], bits: list) -> Text:
+    """The text as rich Text, each character on the background of its surprisal in bits (None for the
+    first, which nothing predicts), in the page's colours; newlines shown as a dim ↵ before the break."""
+    from charrnn.analysis.surprisal import surprisal_rgb
+
+    out = Text()
+    for c, b in zip(chars, bits):
+        style = "" if b is None else "black on rgb({},{},{})".format(*surprisal_rgb(b))
+        if c == "\n":
+            out.append("\u21b5", style=(style + " dim").strip())
+            out.append("\n")
+        else:
+            out.append(c, style=style)
+    return out
+
+
+def surprisal_legend() -> Text:
+    from charrnn.analysis.surprisal import MAX_BITS, surprisal_rgb
+
+    legend = Text("surprisal: ")
+    for b in range(0, int(MAX_BITS) + 1, 2):
+        legend.append(f" {b}{'+' if b == MAX_BITS else ''} ", style="black on rgb({},{},{})".format(*surprisal_rgb(b)))
+    legend.append(" bits")
+    return legend
+
+
+def worst_table(rows: list[dict], top: list[list]) -> Table:
+    """The most surprising characters (rows from explore.worst_rows) with what the model expected."""
+    table = Table(title="most surprising characters", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, justify in (("bits", "right"), ("at", "right"), ("context", "left"), ("model expected", "left")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    for r in rows:
+        guesses = ", ".join(f"{c!r} {p:.0%}" for c, p in top[r["i"]][:3])
+        table.add_row(f"{r['bits']:.2f}", str(r["i"]), escape(f"…{r['before']}[{r['char']}]{r['after']}…"), escape(guesses))
+    return table
+
+
+def logprob_line(sample) -> str:
+    """`sample --show-logprob`: one generated sample's log-probability per character under the model.
+    Plain text (it may quote a stop string the user typed): print it without markup."""
+    d = sample.as_dict()
+    ended = f", ended by {sample.stop!r}" if sample.stop else ""
+    return (f"log-probability {d['logprob_per_char']:.4f} nats/char ({d['bits_per_char']:.3f} bits/char) "
+            f"over {d['chars_scored']} generated characters{ended}")
+
+
+def eval_line(result: dict) -> str:
+    """`charrnn eval`: the loss, bits per character and perplexity of one text, and how it was laid out."""
+    lay = result["layout"]
+    return (f"{escape(result['source'])}: loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
+            f"perplexity {result['perplexity']:.3f} over {result['chars']:,} characters "
+            f"({lay['streams']} stream(s) of {lay['stream_chars']:,} characters, each from a zero state)")
+
+
+def horizon_line(result: dict) -> str:
+    """`eval --by-position`: the loss within the run's trained horizon and past it."""
+    from charrnn.training.evaluate import perplexity
+
+    prof = result["by_position"]
+    within, beyond = prof["loss_within_horizon"], prof["loss_beyond_horizon"]
+    tail = f", past it {beyond:.4f} (perplexity {perplexity(beyond):.3f})" if beyond is not None else ""
+    return (f"trained horizon {prof['horizon']:,} characters ({result['horizon']['layout']}): loss within it "
+            f"{within:.4f} (perplexity {perplexity(within):.3f}){tail}")
+
+
+def gradcheck_header(opts) -> str:
+    """`charrnn gradcheck`: what was checked."""
+    return (f"gradcheck: {', '.join(opts.models)}, {opts.layers} layer(s), hidden {opts.hidden}, batch {opts.batch}, "
+            f"seq-len {opts.seq_len}, vocab {opts.vocab}, embed {opts.embed}, float64")
+
+
+def user_gradcheck_report(spec: str, opts, report) -> list:
+    """`charrnn gradcheck --user`: what was checked, the table per tensor, and the findings."""
+    import math
+
+    lengths = ", ".join(map(str, opts.lengths))
+    checked, total = sum(t.checked for t in report.tensors), sum(math.prod(t.shape) for t in report.tensors)
+    lines = [f"gradcheck --user {escape(spec)}: vocab {report.vocab_size}, {len(report.tensors)} tensors; your "
+             f"loss_and_grads at T = {lengths} against central differences of your loss (float64, eps "
+             f"{opts.eps:g}) on {checked} of {total} elements; {report.evaluations} calls, {report.seconds:.1f}s",
+             user_gradcheck_table(report),
+             f"[dim]abs err, rel err and n at T = {opts.seq_len}; an element passes within abs tol or rel "
+             f"{report.to_dict()['rel_tol']:g}[/]"]
+    return lines + [f"[bold]{f.id}[/]: {escape(f.message)}" for f in report.findings]
+
+
+def diagnose_header(report, max_chars: int) -> list[str]:
+    """`charrnn diagnose`: the verdict, and what was measured on what."""
+    subj = report.subject
+    what = subj.get("checkpoint") or subj.get("factory")
+    return [f"[{STATUS_COLOUR[report.verdict]}]{escape(report.summary)}[/]",
+            f"[dim]{escape(str(what))}: {escape(str(subj.get('model')))}, vocab {subj.get('vocab_size')}; "
+            f"text {escape(str(subj.get('text')))} ({subj.get('text_chars'):,} chars, up to {max_chars:,} scored per check); "
+            f"{report.seconds:.1f}s[/]"]
+
+
+def log_header(report) -> list[str]:
+    """`charrnn diagnose --log`: the verdict, the log read and the sizes it was read with."""
+    subj = report.subject
+    known = ", ".join(f"{k} {subj[k]}" for k in ("batch_size", "seq_len", "train_size", "val_size") if subj[k] is not None)
+    unigram = f", unigram entropy {subj['unigram_entropy']:.3f}" if subj["unigram_entropy"] is not None else ""
+    return [f"[{STATUS_COLOUR[report.verdict]}]{escape(report.summary)}[/]",
+            f"[dim]{escape(subj['log'])} ({subj['format']}, {subj['rows']} row{'s' if subj['rows'] != 1 else ''}); vocab {subj['vocab_size']}: "
+            f"ln V = {subj['ln_vocab']:.3f}{unigram}; {escape(known) or 'no --batch-size / --seq-len given'}[/]"]

@@ -150,6 +150,28 @@ class TrainConfig:
 
 MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"vocab_size"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
+OPTION_KEYS = MODEL_KEYS | TRAIN_KEYS  # what a flag, a YAML key or a preset may set
+
+
+def option_key(name: str) -> str:
+    """The config key of a flag or YAML key: `--batch-size`, `batch-size` and `batch_size` are `batch_size`."""
+    return str(name).lstrip("-").replace("-", "_")
+
+
+def merge_options(flags: dict[str, Any], preset: str | None = None, config: str | Path | None = None) -> dict[str, Any]:
+    """The flat options of one run, in rising priority: the preset, the YAML file, the flags.
+
+    `flags` maps flag names (`--batch-size` or `batch_size`) to values, None for a flag not given; the
+    keys that are no config field (--quiet, --json, ...) belong to the command and are left out here.
+    Unknown keys from the YAML file or the preset stay in, for `split_options` to refuse by name."""
+    options: dict[str, Any] = {}
+    if preset:
+        options.update(load_preset(preset))
+    if config:
+        options.update(load_yaml(config))
+    given = {option_key(k): v for k, v in flags.items() if v is not None}
+    options.update({k: v for k, v in given.items() if k in OPTION_KEYS})
+    return options
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -4,22 +4,26 @@
     for event in session.turn("ROMEO:"):     # lists of shown characters, then a Finished
         ...
     session.command("/reset")                # -> a message for the user (None: not a command)
+    for event in converse(session, lines):   # the whole loop: Messages, shown characters, Finished turns
+        ...
 
 Each turn feeds the typed prefix once and generates with the carried state, as `charrnn sample` does.
 With `carry` the next turn continues the text so far (the typed prefix is fed after the last generated
 character, and a stop string that was generated but not shown is part of it); without, every turn starts
-again from the starting text (`start`, e.g. --prefix-file), or from nothing. The CLI reads the lines and
-prints; this module neither reads nor prints.
+again from the starting text (`start`, e.g. --prefix-file), or from nothing. `converse` runs the loop
+over any iterable of lines: a command's answer or a prompt's error is a `Message` and the session goes
+on. The CLI reads the lines and prints; this module neither reads nor prints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from charrnn.generate.beam import beam_search
+from charrnn.core.errors import CharRNNError
 from charrnn.core.vocab import Vocab
 from charrnn.generate.sample import Context, Finished, inference, prime, stream, unescape
 
@@ -94,3 +98,26 @@ class Session:
             if isinstance(event, Finished):
                 self.context = event.context
             yield event
+
+
+@dataclass(frozen=True)
+class Message:
+    """What the session says instead of continuing a line: a command's answer, or the error of one prompt
+    (`error`), after which the session goes on."""
+
+    text: str
+    error: bool = False
+
+
+def converse(session: Session, lines: Iterable[str], echo: bool = False) -> Iterator[Message | list[str] | Finished]:
+    """The loop of `sample --interactive`, over the lines typed: per line a `Message` (a command, or a
+    prompt the model cannot read), or the turn's events (`Session.turn`) ending with its Finished."""
+    for line in lines:
+        message = session.command(line)
+        if message is not None:
+            yield Message(message)
+            continue
+        try:
+            yield from session.turn(line, echo=echo)
+        except CharRNNError as e:
+            yield Message(str(e), error=True)

@@ -33,6 +33,17 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 700.0))
 
 
+def bits_per_char(loss: float) -> float:
+    """A loss in nats per character, in bits per character."""
+    return loss / math.log(2)
+
+
+def loss_numbers(loss: float) -> dict:
+    """{loss, bpc, perplexity} of a per-character loss in nats: the three numbers every report prints,
+    computed here only (a `LossReport`, or a loss some other scoring averaged)."""
+    return {"loss": loss, "bpc": bits_per_char(loss), "perplexity": perplexity(loss)}
+
+
 @dataclass(frozen=True)
 class LossReport:
     """A per-character loss with the count it was averaged over."""
@@ -46,14 +57,14 @@ class LossReport:
 
     @property
     def bpc(self) -> float:
-        return self.loss / math.log(2)
+        return bits_per_char(self.loss)
 
     @property
     def perplexity(self) -> float:
         return perplexity(self.loss)
 
     def to_dict(self) -> dict:
-        return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}
+        return {**loss_numbers(self.loss), "chars": self.chars}
 
 
 def scan_chunks(model, state, cols: int, chunk: int, take: Callable[[int, int], torch.Tensor],
