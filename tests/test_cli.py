@@ -270,3 +270,12 @@ def test_resume_and_init_from_together_is_one_clear_error(tmp_path):
     # it used to load the run and then say "cannot change --init-from when resuming"
     r = run("train", "--resume", tmp_path / "nowhere", "--init-from", tmp_path / "elsewhere", code=2)
     assert "--resume" in error_line(r) and "--init-from" in error_line(r) and "not both" in error_line(r)
+
+
+def test_eval_reports_bits_and_perplexity_of_its_loss_in_every_view(trained):
+    """bpc = loss / ln 2 and perplexity = exp(loss), whether the loss came from eval or from the map."""
+    d, corpus, _ = trained
+    for args in ([], ["--show", "--max-chars", "300"]):
+        js = json.loads(run("eval", d / "run", "--text", corpus, "--json", *args).stdout)
+        assert js["bpc"] == pytest.approx(js["loss"] / math.log(2), rel=1e-12)
+        assert js["perplexity"] == pytest.approx(math.exp(js["loss"]), rel=1e-12)

@@ -173,3 +173,37 @@ def test_carry_without_the_prompt_loop_is_refused(ckpt):
     r = CliRunner().invoke(app, ["sample", str(ckpt), "--carry", "-n", "5"])
     assert r.exit_code == 2 and "--carry" in r.stderr and "--interactive" in r.stderr
     assert r.stdout == ""
+
+
+def test_a_prompt_the_model_cannot_read_is_one_error_and_the_session_goes_on(ckpt):
+    """`converse` answers each line on its own: a command, an unreadable prompt (a Message marked as an
+    error), then a prompt continued greedily as one-shot sampling continues it."""
+    from charrnn.generate.interactive import Message, Session, Turns, converse
+    from charrnn.generate.sample import Finished
+
+    model, vocab = engine(ckpt)
+    session = Session(model, vocab, Turns(length=12, temperature=0.0))
+    events = list(converse(session, ["/fresh", "Ж\n", "The time\n"], echo=True))
+    assert events[0] == Message("each prefix starts afresh")
+    assert events[1].error and "never saw: 'Ж'" in events[1].text
+    shown = "".join(e[0] for e in events[2:] if not isinstance(e, (Message, Finished)))
+    assert shown == "The time" + continuation(model, vocab, "The time", 12, temperature=0.0)
+    assert isinstance(events[-1], Finished)
+    r = in_process(ckpt, "Ж\nThe time\n", "-n", "12", "-t", "0")
+    assert r.returncode == 0 and r.stderr.count("charrnn: error: ") == 1
+    assert r.stdout == shown + "\n"
+
+
+def test_sample_prepares_the_prefix_as_the_corpus_was(tmp_path):
+    """A lower-cased run continues "the time" when given "THE TIME", and says so on stderr."""
+    from charrnn.training.train import train
+
+    from helpers import tiny_options
+
+    corpus = write_corpus(tmp_path, 3000)
+    train(tiny_options(corpus, tmp_path / "run", lowercase=True, max_steps=5))
+    model, vocab = engine(tmp_path / "run")
+    r = CliRunner().invoke(app, ["sample", str(tmp_path / "run"), "-p", "THE TIME", "-t", "0", "-n", "10"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "the time" + continuation(model, vocab, "the time", 10, temperature=0.0) + "\n"
+    assert "note: the prefix was preprocessed as the training corpus was: 'the time'" in r.stderr
