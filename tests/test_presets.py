@@ -82,3 +82,20 @@ def test_compiled_model_trains_on_cpu(small_corpus, tmp_path):
             raise
         pytest.skip(f"torch.compile cannot run here: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
     assert all(l == l and l < 10 for l in losses) and losses[-1] < losses[0]
+
+
+def test_options_rise_from_preset_to_yaml_to_flags(tmp_path):
+    """merge_options: a YAML value beats the preset's, a flag beats both; a flag not given (None) and the
+    command's own flags (--json, --resume) change nothing; every config field is a flag key."""
+    from dataclasses import fields
+
+    from charrnn.core.config import OPTION_KEYS, ModelConfig, TrainConfig, merge_options
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("hidden: 64\nseq-len: 50\nlr: 0.01\n", encoding="utf-8")
+    flags = {"--lr": 0.02, "--seq-len": None, "--json": True, "--resume": "x", "--out": "runs/y", "--compile": True}
+    options = merge_options(flags, preset="shakespeare-68s", config=cfg)
+    preset = load_preset("shakespeare-68s")
+    assert options == {**preset, "hidden": 64, "seq_len": 50, "lr": 0.02, "out": "runs/y", "compile": True}
+    assert OPTION_KEYS == {f.name for cls in (ModelConfig, TrainConfig) for f in fields(cls)} - {"vocab_size"}
+    assert merge_options({"--hidden": None}) == {}

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
 from charrnn.cli import render
 from charrnn.cli.app import DATA_DIR_HELP, DEVICE_HELP, app, console

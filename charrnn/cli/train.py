@@ -84,6 +84,7 @@ def train(
         for name in preset_names():
             out.print(name)
         return
+    # the flags that name a config field, read by flag name (--out is `out`); preset < YAML < flags
     options = merge_options(flag_values(ctx), preset=preset, config=config)
     display = TrainDisplay(console, quiet=quiet)
     board = None

@@ -9,6 +9,9 @@ comes from an explicit torch.Generator: the same seed gives the same text.
     result = sample(model, vocab, "ROMEO:", 500, stop=["\n\n"], score=True)   # -> Finished
     result.samples[0].text, result.samples[0].logprob_per_char
 
+    prefix, note = prepare_prefix("ROMEO:", ck.preprocessing)      # as the training text was prepared
+    seed, generator = seeded(None)                                  # a fresh seed, reported to the user
+
 `stream` is the same with stop strings (each row ends at its own first one; `StopWatch` decides what
 may be shown), log-probabilities under the model, and a `Context` to continue from: the state after
 all the text but its last character, and that character. Beam search lives in `charrnn.generate.beam`, the
