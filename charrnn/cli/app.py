@@ -76,6 +76,11 @@ def flag_values(ctx: typer.Context) -> dict[str, Any]:
     return {flag: ctx.params[name] for name, flag in long.items() if flag is not None and name in ctx.params}
 
 
+def scored_split(text, split: str | None) -> str | None:
+    """The split a command scores: the one named, else the run's val split unless --text gives a file."""
+    return split or ("val" if text is None else None)
+
+
 def note(text: str) -> None:
     """A dim line on stderr, printed as it is (no markup: it may quote what the user typed)."""
     console.print(text, style="dim", markup=False, highlight=False, soft_wrap=True)

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from charrnn.cli import render
-from charrnn.cli.app import DATA_DIR_HELP, DEVICE_HELP, IMPL_HELP, app, console, note, out
+from charrnn.cli.app import DATA_DIR_HELP, DEVICE_HELP, IMPL_HELP, app, console, note, out, scored_split
 from charrnn.core.errors import CharRNNError
 
 
@@ -47,10 +47,10 @@ def eval_(
     if len(views) > 1:  # each is its own report; one would be dropped in silence
         raise CharRNNError(f"{' and '.join(views)} are separate reports: ask for one at a time")
     if ngram:
-        return _eval_ngram(ckpt, ngram, text, split_name or ("val" if text is None else None), device, impl, data_dir, json_out)
+        return _eval_ngram(ckpt, ngram, text, scored_split(text, split_name), device, impl, data_dir, json_out)
     if show or html is not None:
         return _surprisal_map(ckpt, text, split_name, device, impl, data_dir, max_chars, show, html, json_out)
-    result = evaluate_text(ckpt, text=text, split=split_name or ("val" if text is None else None), device=device,
+    result = evaluate_text(ckpt, text=text, split=scored_split(text, split_name), device=device,
                            impl=impl, data_dir=data_dir, by_position=by_position)
     if json_out:
         print(json.dumps(result))
@@ -96,7 +96,7 @@ def _surprisal_map(ckpt, text, split_name, device, impl, data_dir, max_chars, sh
     from charrnn.analysis.surprisal import load_for_scoring
     from charrnn.training.evaluate import loss_numbers
 
-    model, dev, ids, source, ck = load_for_scoring(ckpt, text, split_name or ("val" if text is None else None),
+    model, dev, ids, source, ck = load_for_scoring(ckpt, text, scored_split(text, split_name),
                                                      device, impl, data_dir, max_chars)
     data = page_data(model, ck.vocab, ids, dev, source=source, checkpoint=ck.path, units=False)
     if html is not None:

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from charrnn.cli import render
-from charrnn.cli.app import DATA_DIR_HELP, DEVICE_HELP, IMPL_HELP, app, console, out
+from charrnn.cli.app import DATA_DIR_HELP, DEVICE_HELP, IMPL_HELP, app, console, out, scored_split
 from charrnn.core.errors import CharRNNError
 
 _PROBE_HELP = """What did the model learn? Rank its units by how closely they follow a property of the text.
@@ -84,7 +84,7 @@ def explore(
         raise CharRNNError("give either --text or --split, not both")
     if serve:
         return _serve_explore(ckpt, text, split_name, max_chars, host, port, device, impl, data_dir)
-    model, dev, ids, source, ck = load_for_scoring(ckpt, text, split_name or ("val" if text is None else None),
+    model, dev, ids, source, ck = load_for_scoring(ckpt, text, scored_split(text, split_name),
                                                      device, impl, data_dir, max_chars)
     with console.status(f"scoring {len(ids):,} characters and recording the units", spinner="dots"):
         data = page_data(model, ck.vocab, ids, dev, source=source, checkpoint=ck.path)
