@@ -102,18 +102,12 @@ def load_for_scoring(ckpt_path, text=None, split: str | None = "val", device: st
                      data_dir: str | None = None, max_chars: int = 2000):
     """The model and the first `max_chars` ids of what `charrnn eval` would score (a file or a split).
     Returns (model, device, ids, source, the loaded Checkpoint)."""
-    from charrnn.core.checkpoint import load
-    from charrnn.core.device import resolve_device
-    from charrnn.analysis.texts import text_ids
+    from charrnn.analysis.subject import open_checkpoint
 
     if max_chars < 2:
         raise CharRNNError(f"--max-chars must be at least 2 (got {max_chars})")
-    dev = resolve_device(device)
-    ck = load(ckpt_path, dev, impl=impl)
-    ids, source = text_ids(ck, text, split, data_dir)
-    if len(ids) > max_chars:
-        source = f"{source}, first {max_chars:,} of {len(ids):,} characters"
-    ids = np.asarray(ids[:max_chars])
-    if len(ids) < 2:
-        raise CharRNNError(f"{source}: {len(ids)} character(s); scoring needs at least 2")
-    return ck.model, dev, ids, source, ck
+    s = open_checkpoint(ckpt_path, device, impl)
+    s = (s.with_text(text) if text is not None else s.with_split(split, data_dir)).first(max_chars)
+    if len(s.ids) < 2:
+        raise CharRNNError(f"{s.source}: {len(s.ids)} character(s); scoring needs at least 2")
+    return s.model, s.device, np.asarray(s.ids), s.source, s.checkpoint
