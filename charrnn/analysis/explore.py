@@ -43,7 +43,7 @@ def page_data(model, vocab, ids, device, source: str = "", checkpoint: str = "",
         "bits": [None] + [round(float(b), 6) for b in scored.bits[1:]],
         "top": top_rows(scored, vocab),
         "worst": worst_rows(scored, text, WORST),
-        "summary": summary_line(scored),
+        "summary": scored.summary,
         "loss": scored.loss,
         "scored_chars": scored.chars,
         "units": None,
@@ -58,12 +58,6 @@ def empty_data(message: str) -> dict:
     """What the served page shows before anything is scored."""
     return {"source": "", "checkpoint": "", "chars": [], "bits": [], "top": [], "worst": [], "summary": message,
             "loss": None, "scored_chars": 0, "units": None, "signals": {}}
-
-
-def summary_line(scored: Scored) -> str:
-    r = scored.report
-    return (f"{r.chars:,} characters scored: loss {r.loss:.4f} nats/char, {r.bpc:.3f} bits/char, "
-            f"perplexity {r.perplexity:.3f}")
 
 
 def top_rows(scored: Scored, vocab) -> list[list]:
