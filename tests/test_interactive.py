@@ -22,21 +22,14 @@ from charrnn.cli.app import app
 from charrnn.core.vocab import Vocab
 from charrnn.generate.sample import sample
 
-from helpers import write_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    d = tmp_path_factory.mktemp("interactive")
-    corpus = write_corpus(d, 5000)
-    r = CliRunner().invoke(app, ["train", "--corpus", str(corpus), "--out", str(d / "run"), "--max-steps", "30",
-                                 "--hidden", "32", "--batch-size", "8", "--seq-len", "16", "--eval-every", "30",
-                                 "--sample-every", "0", "--quiet", "--json"])
-    assert r.exit_code == 0, r.output
-    return d / "run"
+def ckpt(tiny_run):
+    return tiny_run.run
 
 
 def engine(ckpt):
