@@ -1,9 +1,9 @@
 """Diagnose's own fail paths: each check below gets a real faulty input that must make it fire and a
 healthy one that must not. A diagnostic that cannot fail is the worst kind of test.
 
-The healthy run is the session's tiny charrnn run on a generated text (no corpus mirror needed); copies
-of its metrics.jsonl or checkpoint are then doctored the way a bookkeeping bug writes it. The reset-vs-carry models are written
-so that the right answer is known in closed form.
+The healthy run is the session's tiny charrnn run on a generated text (no corpus mirror needed);
+copies of its metrics.jsonl or checkpoint are then doctored the way a bookkeeping bug writes it. The
+reset-vs-carry models are written so that the right answer is known in closed form.
 """
 
 from __future__ import annotations

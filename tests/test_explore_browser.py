@@ -30,6 +30,8 @@ if CHROMIUM is None:
     pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does it)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
 
+pytestmark = pytest.mark.slow  # a real browser
+
 DEPTH, MAX_BITS = 200, 8.0  # the page's colour scale, restated: white at 0, 255 - DEPTH at MAX_BITS bits
 
 

@@ -53,6 +53,7 @@ def in_process(ckpt, stdin: str, *args):
     return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
 
 
+@pytest.mark.slow
 def test_piped_prompts_fresh_turns_then_end_of_input(ckpt):  # a real process reading a pipe
     model, vocab = engine(ckpt)
     r = interactive(ckpt, "The time\nNobody\n", "-n", "25", "--seed", "5", "--show-logprob")
@@ -134,6 +135,7 @@ def leave_with(pid: int, fd: int, key: bytes, seen: bytearray) -> int:
     return wait_or_kill(pid, limit_s=30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("leave", [b"\x04", b"\x03"], ids=["ctrl-d", "ctrl-c"])
 def test_a_terminal_session_answers_two_prompts_and_leaves_cleanly(ckpt, leave):
     model, vocab = engine(ckpt)

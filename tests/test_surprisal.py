@@ -134,6 +134,7 @@ def post(url, body: bytes):
         return e.code, json.loads(e.read())
 
 
+@pytest.mark.slow
 def test_serve_scores_on_loopback_refuses_over_the_bound_and_stops_on_ctrl_c(run_dir):
     run, _ = run_dir
     proc, url = start_server(run, "--max-chars", "50")
