@@ -1,0 +1,89 @@
+"""charrnn.analysis.subject, the one loader of the analyses: the text it hands every analysis is the file
+prepared as training prepared its corpus, or the split training made, checked here against the
+corpus re-read and re-split by hand; a user's vocabulary maps unknown characters to its '<unk>'; and
+no analysis or diagnose module loads a model or a corpus any other way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from charrnn.analysis.subject import encode_for, open_checkpoint, user_subject
+from charrnn.core.errors import CharRNNError
+from charrnn.core.vocab import Vocab
+
+from test_layout import import_graph
+
+
+def test_splits_are_the_corpus_cut_as_training_cut_it(tiny_run):
+    s = open_checkpoint(tiny_run.run)
+    text = tiny_run.corpus.read_text(encoding="utf-8")
+    vocab = Vocab.from_text(text)
+    n_val = int(len(text) * 0.1)  # --val-frac 0.1, no test split: train is what comes before
+    for split, part in (("train", text[: len(text) - n_val]), ("val", text[len(text) - n_val :])):
+        on = s.with_split(split)
+        assert on.source == f"{tiny_run.corpus.stem} {split} split"  # the corpus's name: its file's stem
+        np.testing.assert_array_equal(on.ids, vocab.encode(part))
+        assert on.text == part
+    with pytest.raises(CharRNNError, match="the test split of .* is empty"):
+        s.with_split("test")
+    with pytest.raises(CharRNNError, match="--split must be train, val or test"):
+        s.with_split("dev")
+
+
+def test_a_file_is_prepared_as_the_training_text_was(tmp_path):
+    from charrnn.training.train import train
+    from helpers import tiny_options, write_corpus
+
+    corpus = write_corpus(tmp_path, 2000)
+    train(tiny_options(corpus, tmp_path / "run", max_steps=1, eval_every=1, lowercase=True))
+    other = tmp_path / "other.txt"
+    other.write_text("The Time Machine.\nThe Traveller", encoding="utf-8")
+    s = open_checkpoint(tmp_path / "run").with_text(other)
+    assert s.text == "the time machine.\nthe traveller" and s.source == str(other)
+    np.testing.assert_array_equal(s.ids, s.vocab.encode("the time machine.\nthe traveller"))
+    np.testing.assert_array_equal(s.encode("THE TIME"), s.vocab.encode("the time"))
+    first = s.first(8)
+    assert first.text == "the time" and len(first.ids) == 8
+    assert first.source == f"{other}, first 8 of {len(s.ids)} characters"
+    assert s.first(1000) is s  # nothing cut, nothing said
+
+
+class _User(torch.nn.Module):
+    def __init__(self, vocab):
+        super().__init__()
+        self.vocab, self.lin = vocab, torch.nn.Linear(2, 2)
+
+    def begin_state(self, batch_size, device=None):
+        return torch.zeros(batch_size, 2, device=device)
+
+    def forward(self, x, state):
+        return torch.zeros(*x.shape, len(self.vocab)), state
+
+
+def test_a_user_vocabulary_reads_unknown_characters_as_its_unk(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("abcaxb", encoding="utf-8")
+    s = user_subject(_User(["<unk>", "a", "b", "c"]), torch.device("cpu"), "mine:build").with_text(text)
+    np.testing.assert_array_equal(s.ids, [1, 2, 3, 1, 0, 2])
+    assert s.unknown == 1 and s.text == "abcaxb" and s.factory == "mine:build"
+    with pytest.raises(CharRNNError, match=r"1 character\(s\) not in the model's vocab .* 'x'"):
+        encode_for(["a", "b", "c"], "abx")
+    with pytest.raises(CharRNNError, match="has no training corpus"):
+        s.with_split("val")
+
+
+LOADERS = {"core.checkpoint", "core.userfile", "data.dataset"}
+
+
+def test_only_the_subject_loads_models_and_corpora_for_the_analyses():
+    """Every analysis and diagnose module that needs a model or a text asks the subject; none borrows a
+    loader from a sibling command (probe once imported diagnose's, explore probe's)."""
+    graph = import_graph()
+    borrowers = sorted(f"{m} -> {d}" for m, deps in graph.items() if m.split(".")[0] in ("analysis", "diagnose")
+                       and m != "analysis.subject" for d in deps & LOADERS)
+    assert not borrowers, "load through charrnn.analysis.subject: " + ", ".join(borrowers)
+    commands = {"analysis.probe", "analysis.texts", "analysis.explore", "analysis.ngram"}
+    assert not [f"{m} -> {d}" for m, deps in graph.items() if m.startswith("analysis.") for d in deps & commands
+                if d != m], "an analysis module imports a command's module"
