@@ -178,8 +178,11 @@ def test_train_options_take_preset_then_config_then_keywords(tmp_path):
     yaml_file.write_text("hidden: 12\nlayers: 2\n", encoding="utf-8")
     run = charrnn.train(yaml_file, preset="d2l-8.5", corpus=str(corpus), out=str(tmp_path / "r"), layers=1,
                         max_steps=1, eval_every=1, sample_every=0, batch_size=4, seq_len=8, minutes=0, epochs=0)
-    cfg = run.load().config
-    assert (cfg.hidden, cfg.layers) == (12, 1)  # the config over the preset's 512, the keyword over the config
+    m = run.load()
+    assert (m.config.hidden, m.config.layers) == (12, 1)  # the config over the preset's 512, the keyword over the config
+    # the preset's letters_only: a prefix is prepared as the corpus was (lower-cased, non-letters to one space)
+    assert m.sample("The Time-Machine!", 3, temperature=0).startswith("the time machine")
+    assert m.score("The Time!").text == "the time"
     assert run.summary["steps"] == 1
     with pytest.raises(CharRNNError, match="unknown config key"):
         charrnn.train(corpus=str(corpus), out=str(tmp_path / "r2"), hiden=8)

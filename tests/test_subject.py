@@ -65,8 +65,8 @@ class _User(torch.nn.Module):
 def test_a_user_vocabulary_reads_unknown_characters_as_its_unk(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("abcaxb", encoding="utf-8")
-    s = user_subject(_User(["<unk>", "a", "b", "c"]), torch.device("cpu"), "mine:build").with_text(text)
-    np.testing.assert_array_equal(s.ids, [1, 2, 3, 1, 0, 2])
+    s = user_subject(_User(["a", "b", "<unk>", "c"]), torch.device("cpu"), "mine:build").with_text(text)
+    np.testing.assert_array_equal(s.ids, [0, 1, 3, 0, 2, 1])
     assert s.unknown == 1 and s.text == "abcaxb" and s.factory == "mine:build"
     with pytest.raises(CharRNNError, match=r"1 character\(s\) not in the model's vocab .* 'x'"):
         encode_for(["a", "b", "c"], "abx")
