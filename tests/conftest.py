@@ -4,6 +4,10 @@ Tests never touch the internet. Every test runs with its own empty data director
 local corpus mirror ($CHARRNN_MIRROR): the shared copies in ../shared/corpora when they exist, otherwise a
 directory that does not exist, so a default corpus falls back to pystdlib instead of going online. Any
 urllib request to a host other than 127.0.0.1/localhost fails the test.
+
+`tiny_run` is the one trained run shared by every test that only reads a run (session scope). Tests
+that start a browser, a subprocess, torchrun or a server carry `@pytest.mark.slow` (registered in
+pyproject.toml): `python -m pytest -m "not slow"` is the quick loop; CI runs everything.
 """
 
 from __future__ import annotations
@@ -68,7 +72,9 @@ class TinyRun:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> TinyRun:
     """One trained run for every test that only reads one: 40 steps of helpers.tiny_options (a 1x32 LSTM,
-    batches of 8 x 16, evaluated every 10 steps) on write_corpus(5000). Trained once per session.
+    batches of 8 x 16, evaluated every 10 steps: more than one epoch) on write_corpus(5000), with charrnn's
+    default seed and learning rate (a model whose continuations depend on the text before them, which
+    `sample -i --carry`'s test needs). Trained once per session.
 
     Tests must not write into it (copy it first: shutil.copytree); its files are hashed here and checked
     at the end of the session, so a test that changes them fails instead of silently changing the others'."""
@@ -86,7 +92,8 @@ def tiny_run(tmp_path_factory) -> TinyRun:
 
     before = digest()
     yield TinyRun(run, corpus, summary)
-    changed = sorted(k for k in before.keys() | digest().keys() if before.get(k) != digest().get(k))
+    after = digest()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert not changed, f"a test wrote into the shared tiny run: {', '.join(changed)} changed (copy the run first)"
 
 
