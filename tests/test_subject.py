@@ -1,9 +1,12 @@
 """charrnn.analysis.subject, the one loader of the analyses: the text it hands every analysis is the file
 prepared as training prepared its corpus, or the split training made, checked here against the
-corpus re-read and re-split by hand; a user's vocabulary maps unknown characters to its '<unk>'; and
-no analysis or diagnose module loads a model or a corpus any other way."""
+corpus re-read and re-split by hand; a user's vocabulary maps unknown characters to its '<unk>'; no
+analysis or diagnose module loads a model or a corpus any other way; and the way from `eval --show` to
+the encoded text only goes down the stages."""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
@@ -87,3 +90,46 @@ def test_only_the_subject_loads_models_and_corpora_for_the_analyses():
     commands = {"analysis.probe", "analysis.texts", "analysis.explore", "analysis.ngram"}
     assert not [f"{m} -> {d}" for m, deps in graph.items() if m.startswith("analysis.") for d in deps & commands
                 if d != m], "an analysis module imports a command's module"
+
+
+RANK = {"core": 0, "data": 1, "generate": 2, "training": 3, "analysis": 4, "diagnose": 5}
+
+
+def stage_paths(fn) -> set[tuple[str, ...]]:
+    """Run fn and collect, for every call it makes, the charrnn stages on the call stack, outermost first,
+    runs of one stage collapsed: ("analysis", "data", "core") is analysis calling data calling core."""
+    paths = set()
+
+    def on_call(frame, event, arg):
+        if event != "call":
+            return
+        stages, f = [], frame
+        while f is not None:
+            name = f.f_globals.get("__name__", "")
+            if name.startswith("charrnn."):
+                stage = name.split(".")[1]
+                if not stages or stages[-1] != stage:
+                    stages.append(stage)
+            f = f.f_back
+        paths.add(tuple(reversed(stages)))
+
+    sys.setprofile(on_call)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return paths
+
+
+def test_eval_show_reaches_the_encoded_text_down_the_stages_once(tiny_run, tmp_path):
+    """`eval --show`'s loader, on a split and on a file: on every call stack each stage appears once and
+    the stages only go down (once texts -> checkpoint -> texts -> data -> texts -> ... went back up)."""
+    from charrnn.analysis.surprisal import load_for_scoring
+
+    text = tmp_path / "t.txt"
+    text.write_text(tiny_run.corpus.read_text(encoding="utf-8")[:300], encoding="utf-8")
+    paths = stage_paths(lambda: load_for_scoring(tiny_run.run, split="val", max_chars=500))
+    paths |= stage_paths(lambda: load_for_scoring(tiny_run.run, text=text, max_chars=500))
+    assert {("analysis", "data", "core"), ("analysis", "core")} <= paths  # the corpus read, the checkpoint loaded
+    bad = [p for p in paths if [RANK[s] for s in p] != sorted((RANK[s] for s in p), reverse=True) or len(set(p)) < len(p)]
+    assert not bad, f"call stacks that go back up a stage: {bad[:3]}"
