@@ -83,9 +83,7 @@ class Subject:
         """The subject on a split of its run's corpus (read once: `corpus`, or the one read before)."""
         if split not in SPLITS:
             raise CharRNNError(f"--split must be train, val or test (got {split!r})")
-        if self.checkpoint is None:
-            raise CharRNNError(f"a model from --model-factory ({self.factory}) has no training corpus: give --text FILE")
-        corpus = corpus or self.corpus or corpus_of(self.checkpoint, data_dir)
+        corpus = corpus or self.with_corpus(data_dir).corpus
         ids = getattr(corpus, split)
         if len(ids) < 2:
             frac = getattr(self.checkpoint.train_config, split + "_frac", 0)
@@ -94,6 +92,8 @@ class Subject:
 
     def with_corpus(self, data_dir: str | None = None, why: str = "use --text FILE") -> "Subject":
         """The subject with its run's corpus read (`corpus`), for measurements that need the training split."""
+        if self.checkpoint is None:
+            raise CharRNNError(f"a model from --model-factory ({self.factory}) has no training corpus: give --text FILE")
         return self if self.corpus is not None else replace(self, corpus=corpus_of(self.checkpoint, data_dir, why))
 
     def first(self, n: int) -> "Subject":
