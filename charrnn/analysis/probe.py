@@ -7,7 +7,7 @@ state holds that property at all (a linear probe); with --gates, how often each 
 
 The signals and the unit ranking live in `charrnn.analysis.signals`, the recording of every unit in
 `charrnn.analysis.activations`, the model and its text come from `charrnn.analysis.subject` (a checkpoint,
-or a --model-factory model that exposes its states: `FACTORY_PROTOCOL`).
+or a --model-factory model that exposes its states: `activations.FACTORY_PROTOCOL`).
 """
 
 from __future__ import annotations
