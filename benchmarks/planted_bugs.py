@@ -209,7 +209,7 @@ BUGS = [
         "the surprisal's total is in bits where eval's loss is in nats", ("tests/test_surprisal.py",)),
     Bug("ngram-discount", "charrnn/analysis/ngram.py", "n1 / (n1 + 2 * n2)", "n1 / (n1 + n2)",
         "the Kneser-Ney discount is not n1 / (n1 + 2 n2)", ("tests/test_ngram.py",)),
-    Bug("probe-pearson-axis", "charrnn/analysis/probe.py", "ac /= np.sqrt((ac * ac).sum(axis=0))", "ac /= np.sqrt((ac * ac).sum())",
+    Bug("probe-pearson-axis", "charrnn/analysis/signals.py", "ac /= np.sqrt((ac * ac).sum(axis=0))", "ac /= np.sqrt((ac * ac).sum())",
         "probe's Pearson r normalises by all units together", ("tests/test_probe.py",)),
     # the run directory
     Bug("rundir-lock-shared", "charrnn/training/rundir.py", "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)",
@@ -260,6 +260,22 @@ BUGS = [
         ("tests/test_interactive.py",), "goes_on"),
     Bug("map-bpc-in-decibans", "charrnn/training/evaluate.py", "return loss / math.log(2)", "return loss / math.log(10)",
         "bits per character computed with the wrong logarithm", ("tests/test_cli.py",), "bits_and_perplexity"),
+    Bug("subject-split-always-train", "charrnn/analysis/subject.py", "ids = getattr(corpus, split)", "ids = corpus.train",
+        "eval --split val, --ngram, explore and diagnose read the training split whatever was asked", ("tests/test_subject.py",)),
+    Bug("subject-file-not-prepared", "charrnn/analysis/subject.py", "text = self.preprocessing.read(path)",
+        "text = read_text(path)", "a --text file reaches the analyses without the run's preprocessing (lowercase, letters only)",
+        ("tests/test_subject.py",)),
+    Bug("subject-unk-to-id-0", "charrnn/analysis/subject.py", "ids[ids < 0] = unk", "ids[ids < 0] = 0",
+        "a user's model reads unknown characters as its first token instead of its '<unk>'", ("tests/test_subject.py",)),
+    Bug("api-prefix-not-prepared", "charrnn/__init__.py", "return self.subject.preprocessing.prefix(prefix)", "return prefix",
+        "charrnn.load(...).sample feeds a prefix the model never saw (no lower-casing on a letters-only run)",
+        ("tests/test_api.py",), "preset"),
+    Bug("api-html-colour-shifted", "charrnn/analysis/surprisal.py", "surprisal_rgb(self.bits[i])",
+        "surprisal_rgb(self.bits[max(i - 1, 1)])", "the notebook picture colours each character by its neighbour's surprisal",
+        ("tests/test_api.py",), "notebook"),
+    Bug("api-config-over-keywords", "charrnn/__init__.py", "    merged.update(options)\n", "    merged = {**options, **merged}\n",
+        "charrnn.train lets the config file override the keywords (the command line's precedence inverted)",
+        ("tests/test_api.py",), "preset"),
 
     # ---- diagnose and gradcheck on code nobody here wrote (issue 20): entries go below this line ----
 

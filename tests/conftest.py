@@ -4,13 +4,19 @@ Tests never touch the internet. Every test runs with its own empty data director
 local corpus mirror ($CHARRNN_MIRROR): the shared copies in ../shared/corpora when they exist, otherwise a
 directory that does not exist, so a default corpus falls back to pystdlib instead of going online. Any
 urllib request to a host other than 127.0.0.1/localhost fails the test.
+
+`tiny_run` is the one trained run shared by every test that only reads a run (session scope). Tests
+that start a browser, a subprocess, torchrun or a server carry `@pytest.mark.slow` (registered in
+pyproject.toml): `python -m pytest -m "not slow"` is the quick loop; CI runs everything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -54,6 +60,41 @@ def _offline_corpora(tmp_path_factory, monkeypatch):
         return real_urlopen(url, *args, **kwargs)
 
     monkeypatch.setattr(urllib.request, "urlopen", local_only)
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    run: Path  # the run directory: best.pt, last.pt, metrics.jsonl, config.yaml
+    corpus: Path  # the 5,000 characters of pseudo-English it was trained on (helpers.write_corpus)
+    summary: dict  # what train returned
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> TinyRun:
+    """One trained run for every test that only reads one: 40 steps of helpers.tiny_options (a 1x32 LSTM,
+    batches of 8 x 16, evaluated every 10 steps: more than one epoch) on write_corpus(5000), with charrnn's
+    default seed and learning rate (a model whose continuations depend on the text before them, which
+    `sample -i --carry`'s test needs). Trained once per session.
+
+    Tests must not write into it (copy it first: shutil.copytree); its files are hashed here and checked
+    at the end of the session, so a test that changes them fails instead of silently changing the others'."""
+    from charrnn.training.train import train
+    from helpers import tiny_options, write_corpus
+
+    d = tmp_path_factory.mktemp("tiny-run")
+    corpus = write_corpus(d, 5000)
+    summary = train(tiny_options(corpus, d / "run", max_steps=40, seed=1337, lr=2e-3))
+    run = Path(summary["run_dir"])
+
+    def digest() -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.iterdir()) if p.is_file()
+                and p.suffix in (".pt", ".jsonl", ".yaml")}
+
+    before = digest()
+    yield TinyRun(run, corpus, summary)
+    after = digest()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"a test wrote into the shared tiny run: {', '.join(changed)} changed (copy the run first)"
 
 
 # The models in tests are tiny: one thread is as fast, and it stays fast when the machine is busy

@@ -155,6 +155,7 @@ def test_bare_train_without_network_falls_back_to_pystdlib(tmp_path, monkeypatch
     assert summary["corpus"] == "pystdlib" and Path(summary["run_dir"]) == Path("runs/pystdlib-lstm")
 
 
+@pytest.mark.slow
 def test_sigterm_saves_last_checkpoint_and_exits_cleanly(tmp_path):
     corpus = write_corpus(tmp_path, 20000)
     run_dir = tmp_path / "run"

@@ -1,9 +1,9 @@
 """Diagnose's own fail paths: each check below gets a real faulty input that must make it fire and a
 healthy one that must not. A diagnostic that cannot fail is the worst kind of test.
 
-Runs here are tiny charrnn runs on a generated text (no corpus mirror needed); their metrics.jsonl or
-checkpoint is then doctored the way a bookkeeping bug writes it. The reset-vs-carry models are written
-so that the right answer is known in closed form.
+The healthy run is the session's tiny charrnn run on a generated text (no corpus mirror needed);
+copies of its metrics.jsonl or checkpoint are then doctored the way a bookkeeping bug writes it. The
+reset-vs-carry models are written so that the right answer is known in closed form.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ import torch.nn.functional as F
 
 from charrnn.core.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint, diagnose_model
-from charrnn.training.train import train
-
-from helpers import tiny_options, write_corpus
 
 OPTS = DiagnoseOptions(max_chars=3000, seed=0, seq_len=16)
 
@@ -30,12 +27,9 @@ def by_id(report) -> dict:
 
 
 @pytest.fixture(scope="module")
-def healthy(tmp_path_factory):
-    d = tmp_path_factory.mktemp("diag")
-    corpus = write_corpus(d, 6000)
-    summary = train(tiny_options(corpus, d / "run", model="gru", max_steps=60, eval_every=20, log_every=5, threads=1))
-    report = diagnose_checkpoint(summary["run_dir"], options=OPTS)
-    return d / "run", report
+def healthy(tiny_run):
+    """The session's tiny run (doctored only in copies) and its diagnosis."""
+    return tiny_run.run, diagnose_checkpoint(tiny_run.run, options=OPTS)
 
 
 def doctored(healthy, tmp_path, edit_event=None, edit_ckpt=None):

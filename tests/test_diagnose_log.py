@@ -229,6 +229,7 @@ def _cli(*args):
                           env={**__import__("os").environ, "COLUMNS": "200"})
 
 
+@pytest.mark.slow
 def test_cli_fails_with_exit_1_and_prints_both_curves(len_dataset_logs, sizes):
     r = _cli("--log", str(len_dataset_logs["bug"]), "--vocab-size", str(sizes["V"]), "--batch-size", str(B), "--seq-len", str(T),
              "--train-size", str(sizes["train"]), "--val-size", str(sizes["val"]), "--json")
@@ -242,6 +243,7 @@ def test_cli_fails_with_exit_1_and_prints_both_curves(len_dataset_logs, sizes):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_passes_with_exit_0(sum_logs, sizes):
     r = _cli("--log", str(sum_logs["fixed"]), "--vocab-size", str(sizes["V"]), "--batch-size", str(B), "--seq-len", str(T))
     assert r.returncode == 0, r.stderr

@@ -60,6 +60,7 @@ def assert_same_weights(a: dict, b: dict, tol: float = WEIGHT_TOL) -> None:
     assert worst <= tol, f"max |difference| {worst:.3g}"
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_with_the_global_batch(corpus, tmp_path):
     one = train({**OPTIONS, "corpus": str(corpus), "max_steps": 6, "out": str(tmp_path / "one")})
     run = torchrun([*flags(OPTIONS), "--corpus", str(corpus), "--max-steps", "6", "--out", str(tmp_path / "ddp"),
@@ -79,6 +80,7 @@ def test_two_processes_train_like_one_with_the_global_batch(corpus, tmp_path):
             assert got["train_loss"] == pytest.approx(want["train_loss"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_one_process_run_resumes_on_two(corpus, tmp_path):
     """The checkpoint holds all B carried streams, so the world size may change on resume."""
     train({**OPTIONS, "corpus": str(corpus), "max_steps": 6, "out": str(tmp_path / "whole")})

@@ -22,14 +22,15 @@ from typer.testing import CliRunner
 from charrnn.core.checkpoint import load_model
 from charrnn.cli.app import app
 from charrnn.core.vocab import Vocab
-from charrnn.training.train import train
 
-from helpers import ctrl_c_as_in_a_terminal, make_text, tiny_options, write_corpus
+from helpers import ctrl_c_as_in_a_terminal, make_text
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
     pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does it)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
+
+pytestmark = pytest.mark.slow  # a real browser
 
 DEPTH, MAX_BITS = 200, 8.0  # the page's colour scale, restated: white at 0, 255 - DEPTH at MAX_BITS bits
 
@@ -39,15 +40,14 @@ def rgb(css: str) -> tuple[int, ...]:
 
 
 @pytest.fixture(scope="module")
-def page_file(tmp_path_factory):
+def page_file(tiny_run, tmp_path_factory):
     d = tmp_path_factory.mktemp("explore")
-    train(tiny_options(write_corpus(d, 5000), d / "run", max_steps=40, hidden=16))
     text = d / "text.txt"
     text.write_text(make_text(400, seed=7), encoding="utf-8")
-    r = CliRunner().invoke(app, ["explore", str(d / "run"), "--text", str(text), "--out", str(d / "page.html")])
+    r = CliRunner().invoke(app, ["explore", str(tiny_run.run), "--text", str(text), "--out", str(d / "page.html")])
     assert r.exit_code == 0, r.output
     assert f"wrote {d / 'page.html'}" in r.stdout
-    return d / "run", text.read_text(encoding="utf-8"), d / "page.html"
+    return tiny_run.run, text.read_text(encoding="utf-8"), d / "page.html"
 
 
 @pytest.fixture(scope="module")

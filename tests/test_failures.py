@@ -59,6 +59,7 @@ c.save_checkpoint(ckpt, sys.argv[1])
 """
 
 
+@pytest.mark.slow
 def test_a_save_killed_mid_way_leaves_a_temp_file_that_the_next_start_removes(run4):
     before = (run4 / "last.pt").read_bytes()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -116,6 +117,7 @@ def _wait_for(predicate, proc, what: str, limit: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_held_directory_refuses_and_kill_9_frees_it_at_once(tmp_path):
     corpus = write_corpus(tmp_path, 3000)
     run = tmp_path / "run"

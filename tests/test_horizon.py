@@ -17,8 +17,6 @@ from charrnn.data.batches import Batches
 from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint
 from charrnn.training.evaluate import evaluate_ids
 from charrnn.analysis.horizon import by_position, horizon_of, trained_horizon
-from charrnn.training.train import train
-from tests.helpers import tiny_options, write_corpus
 
 
 @pytest.mark.parametrize("n, B, T", [(10_000, 32, 35), (5399, 8, 16), (777, 4, 7)])
@@ -36,11 +34,9 @@ def test_reset_and_random_horizons_are_one_window():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hz")
-    corpus = write_corpus(root, 6000)
-    summary = train(tiny_options(corpus, root / "run", max_steps=90, eval_every=45, threads=1))
-    return summary["run_dir"]
+def run(tiny_run):
+    """The session's tiny run: 40 steps of batches 8 x 16, sequential, so more than one epoch."""
+    return str(tiny_run.run)
 
 
 def test_checkpoint_records_the_horizon_and_old_ones_derive_it(run):

@@ -22,21 +22,14 @@ from charrnn.cli.app import app
 from charrnn.core.vocab import Vocab
 from charrnn.generate.sample import sample
 
-from helpers import write_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    d = tmp_path_factory.mktemp("interactive")
-    corpus = write_corpus(d, 5000)
-    r = CliRunner().invoke(app, ["train", "--corpus", str(corpus), "--out", str(d / "run"), "--max-steps", "30",
-                                 "--hidden", "32", "--batch-size", "8", "--seq-len", "16", "--eval-every", "30",
-                                 "--sample-every", "0", "--quiet", "--json"])
-    assert r.exit_code == 0, r.output
-    return d / "run"
+def ckpt(tiny_run):
+    return tiny_run.run
 
 
 def engine(ckpt):
@@ -60,6 +53,7 @@ def in_process(ckpt, stdin: str, *args):
     return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
 
 
+@pytest.mark.slow
 def test_piped_prompts_fresh_turns_then_end_of_input(ckpt):  # a real process reading a pipe
     model, vocab = engine(ckpt)
     r = interactive(ckpt, "The time\nNobody\n", "-n", "25", "--seed", "5", "--show-logprob")
@@ -141,6 +135,7 @@ def leave_with(pid: int, fd: int, key: bytes, seen: bytearray) -> int:
     return wait_or_kill(pid, limit_s=30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("leave", [b"\x04", b"\x03"], ids=["ctrl-d", "ctrl-c"])
 def test_a_terminal_session_answers_two_prompts_and_leaves_cleanly(ckpt, leave):
     model, vocab = engine(ckpt)

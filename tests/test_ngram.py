@@ -16,7 +16,6 @@ from charrnn.core.config import ModelConfig
 from charrnn.training.evaluate import char_nll, evaluate_ids
 from charrnn.core.models import CharRNN
 from charrnn.analysis.ngram import CLASSES, KneserNey, char_classes
-from tests.helpers import tiny_options, write_corpus
 
 A, B, C = 0, 1, 2  # vocabulary a, b, c; the training text "abaab" never shows c
 
@@ -94,19 +93,17 @@ def test_char_classes():
     assert cls[1] == "other" and cls[13] == "starts a word"  # the opening quote follows a space
 
 
-def test_cli_eval_ngram(tmp_path):
+def test_cli_eval_ngram(tiny_run):
     from typer.testing import CliRunner
 
     from charrnn.cli.app import app
-    from charrnn.training.train import train
 
-    corpus = write_corpus(tmp_path, 6000)
-    train(tiny_options(corpus, tmp_path / "run", max_steps=40), on_event=lambda e: None)
-    res = CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--ngram", "3", "--json", "--device", "cpu"])
+    run = tiny_run.run
+    res = CliRunner().invoke(app, ["eval", str(run), "--ngram", "3", "--json", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     r = json.loads(res.stdout)
     assert [g["order"] for g in r["ngrams"]] == [1, 2, 3]
-    plain = json.loads(CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--json", "--device", "cpu"]).stdout)
+    plain = json.loads(CliRunner().invoke(app, ["eval", str(run), "--json", "--device", "cpu"]).stdout)
     assert abs(r["model"]["loss"] - plain["loss"]) < 1e-5 and r["chars"] == plain["chars"]
     assert r["ngrams"][2]["loss"] < r["ngrams"][0]["loss"]  # pseudo-English: context helps a counter too
     assert sum(b["chars"] for b in r["breakdown"]) == r["chars"]
@@ -116,9 +113,9 @@ def test_cli_eval_ngram(tmp_path):
         if b["chars"]:
             assert abs(b["advantage"] - (b["ngram_loss"] - b["model_loss"])) < 1e-9
             assert abs(b["contribution"] - b["advantage"] * b["chars"] / r["chars"]) < 1e-9
-    res = CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--ngram", "3"])
+    res = CliRunner().invoke(app, ["eval", str(run), "--ngram", "3"])
     assert res.exit_code == 0 and "3-gram" in res.stdout and "starts a word" in res.stdout
-    res = CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--ngram", "11"])
+    res = CliRunner().invoke(app, ["eval", str(run), "--ngram", "11"])
     assert res.exit_code == 2 and "--ngram must be between 1 and 10" in res.stderr
 
 

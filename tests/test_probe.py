@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.analysis.activations import record
+from charrnn.analysis.activations import gather, record
 from charrnn.core.config import ModelConfig
 from charrnn.core.models import CharRNN
-from charrnn.analysis.probe import builtin_signals, gather, pearson, rank_units
+from charrnn.analysis.signals import builtin_signals, pearson, rank_units
 
 
 def test_builtin_signals_by_hand():

@@ -20,7 +20,6 @@ from charrnn.core.errors import CharRNNError
 from charrnn.core.models import CharRNN
 from charrnn.generate.sample import Finished, StopWatch, sample, stream, unescape
 
-from helpers import write_corpus
 from test_cli import error_line, run
 
 VOCAB = Vocab(tuple(sorted(set("abcdefgh \n:ROMEO"))))
@@ -261,12 +260,8 @@ def test_unescape_and_bad_stop_strings():
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sampleopts")
-    corpus = write_corpus(d, 5000)
-    run("train", "--corpus", corpus, "--out", d / "run", "--max-steps", "30", "--hidden", "32", "--batch-size", "8",
-        "--seq-len", "16", "--eval-every", "30", "--sample-every", "0", "--quiet")
-    return d / "run"
+def ckpt(tiny_run):
+    return tiny_run.run
 
 
 def test_cli_stop_rows_and_scores_in_json(ckpt):

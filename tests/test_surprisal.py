@@ -20,20 +20,18 @@ from charrnn.cli.app import app
 from charrnn.core.vocab import Vocab
 from charrnn.analysis.explore import render_page
 from charrnn.analysis.surprisal import score_ids, surprisal_rgb
-from charrnn.training.train import train
 
-from helpers import ctrl_c_as_in_a_terminal, make_text, tiny_options, write_corpus
+from helpers import ctrl_c_as_in_a_terminal, make_text
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("surprisal")
-    train(tiny_options(write_corpus(d, 5000), d / "run", max_steps=40))
-    text = d / "text.txt"
+def run_dir(tiny_run, tmp_path_factory):
+    """The session's tiny run and a 900-character text in its vocabulary."""
+    text = tmp_path_factory.mktemp("surprisal") / "text.txt"
     text.write_text(make_text(900, seed=5), encoding="utf-8")
-    return d / "run", text
+    return tiny_run.run, text
 
 
 def cli(*args, code=0):
@@ -136,6 +134,7 @@ def post(url, body: bytes):
         return e.code, json.loads(e.read())
 
 
+@pytest.mark.slow
 def test_serve_scores_on_loopback_refuses_over_the_bound_and_stops_on_ctrl_c(run_dir):
     run, _ = run_dir
     proc, url = start_server(run, "--max-chars", "50")

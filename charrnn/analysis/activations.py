@@ -16,18 +16,40 @@ equations are written once in the package. Gate names:
     rnn:  none (the hidden output is the whole story)
 
 Dropout is not applied (evaluation semantics). Callers wrap the call in torch.no_grad().
+
+`gather` runs a whole text through a model as one stream, chunk by chunk with the state carried, and
+keeps every unit's value after each character, (N, units) in float64: what `charrnn probe` ranks and
+the explore page colours by. A CharRNN is read through `record`; a user's model from --model-factory
+takes part when it exposes its states (`FACTORY_PROTOCOL`).
+
+    acts = gather(model, ids, device)              # Activations: matrix (N, units), labels, gates
+    acts.label(j)                                  # "L0.c[5]": layer 0, cell state, unit 5
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from charrnn.core.errors import CharRNNError
 from charrnn.core.scratch import gru_forward, lstm_forward, rnn_forward
 
 GATE_NAMES = {"rnn": (), "gru": ("reset", "update", "candidate"), "lstm": ("input", "forget", "cell", "output")}
+SIGMOID_GATES = ("input", "forget", "output", "reset", "update")  # the gates that saturate at 0 and 1
+CHUNK = 2048  # characters `gather` records per forward call: bounds the memory of one call, state carried across
+
+FACTORY_PROTOCOL = """\
+A --model-factory model exposes its states with a method
+
+    record(x, state) -> (layers, new_state)
+
+x is a LongTensor (1, T) of ids, state what begin_state(1, device) returned (or the new_state of the
+previous call), and layers a list with one dict per recurrent layer: {"h": (1, T, H)} plus, optionally,
+"c": (1, T, H) for a cell state and "gates": {name: (1, T, H)} with sigmoid gates in (0, 1). Tensors or
+NumPy arrays. A CharRNN needs nothing: charrnn.analysis.activations.record reads it."""
 
 
 @dataclass
@@ -94,3 +116,73 @@ def _batch_first(layer: dict) -> dict:
     out = {k: v.transpose(0, 1) for k, v in layer.items() if k != "gates"}
     out["gates"] = {k: v.transpose(0, 1) for k, v in layer["gates"].items()}
     return out
+
+
+# ------------------------------------------------------------------------------- a whole text, recorded
+
+
+@dataclass
+class Activations:
+    """Every unit's value after each character of a text."""
+
+    matrix: np.ndarray  # (N, units) float64: column j is unit labels[j]
+    labels: list[tuple[int, str, int]]  # (layer, "h" | "c", index within the layer)
+    gates: list[dict[str, np.ndarray]] = field(default_factory=list)  # per layer {gate: (N, H)}, if asked
+
+    def label(self, j: int) -> str:
+        layer, kind, index = self.labels[j]
+        return f"L{layer}.{kind}[{index}]"
+
+
+def _np(t) -> np.ndarray:
+    if isinstance(t, torch.Tensor):
+        t = t.detach().cpu().numpy()
+    return np.asarray(t, dtype=np.float64)
+
+
+def _record_chunk(model, x: torch.Tensor, state):
+    """(layers, new_state) for one chunk, from a CharRNN or a model following FACTORY_PROTOCOL."""
+    if hasattr(model, "config") and hasattr(model, "rnn"):  # a CharRNN: read through `record`
+        trace = record(model, x, state)
+        return trace.layers, trace.state
+    if callable(getattr(model, "record", None)):
+        result = model.record(x, state)
+        ok = isinstance(result, (tuple, list)) and len(result) == 2 and isinstance(result[0], (list, tuple)) and result[0]
+        if not ok or not all(isinstance(l, dict) and tuple(np.shape(l.get("h"))[:2]) == tuple(x.shape) for l in result[0]):
+            raise CharRNNError(f"the model's record(x, state) must return (layers, new_state) with layers a list of "
+                               f"{{'h': (1, T, H), ...}} per layer; for x of shape {tuple(x.shape)} it returned something else")
+        return result
+    raise CharRNNError("this model does not expose its states: give it a method record(x, state) -> (layers, "
+                       "new_state) (see `charrnn probe --help` and charrnn.analysis.activations.FACTORY_PROTOCOL)")
+
+
+@torch.no_grad()
+def gather(model, ids, device="cpu", gates: bool = False, chunk: int = CHUNK) -> Activations:
+    """Run `model` over ids (N,) as one stream from a zero state, chunk by chunk with the state carried,
+    and collect each layer's h (and c) into an (N, units) float64 matrix; sigmoid gates when asked."""
+    ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+    if len(ids) < 1:
+        raise CharRNNError("the text is empty")
+    if hasattr(model, "eval"):
+        model.eval()
+    state = model.begin_state(1, device)
+    columns: list[list[np.ndarray]] = []  # per unit block: chunks of (T, H)
+    labels: list[tuple[int, str, int]] = []
+    gate_parts: list[dict[str, list[np.ndarray]]] = []
+    for s in range(0, len(ids), chunk):
+        x = ids[s : s + chunk].unsqueeze(0).to(device)  # (1, T)
+        layers, state = _record_chunk(model, x, state)
+        blocks = [(k, kind, layer[kind]) for k, layer in enumerate(layers) for kind in ("h", "c") if kind in layer]
+        if not columns:
+            columns = [[] for _ in blocks]
+            labels = [(k, kind, j) for k, kind, t in blocks for j in range(t.shape[-1])]
+            gate_parts = [{g: [] for g in layer.get("gates", {}) if g in SIGMOID_GATES} for layer in layers]
+        for parts, (_, _, t) in zip(columns, blocks):
+            parts.append(_np(t)[0])  # (T, H)
+        if gates:
+            for parts, layer in zip(gate_parts, layers):
+                for g in parts:
+                    parts[g].append(_np(layer["gates"][g])[0])
+    matrix = np.concatenate([np.concatenate(parts, axis=0) for parts in columns], axis=1)  # (N, units)
+    gate_arrays = [{g: np.concatenate(p, axis=0) for g, p in parts.items()} for parts in gate_parts] if gates else []
+    return Activations(matrix, labels, gate_arrays)

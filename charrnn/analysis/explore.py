@@ -6,7 +6,7 @@
 The page (the template `explore.html` beside this module: inline style and script, nothing fetched)
 colours the text by surprisal (`charrnn.analysis.surprisal.score_ids`, the same scores `eval --show` prints);
 hovering a character shows the model's top-5 guesses for it; a unit picker recolours the text by one
-unit's activation after each character; for each built-in signal of `charrnn.analysis.probe` (depth, quote,
+unit's activation after each character; for each built-in signal of `charrnn.analysis.signals` (depth, quote,
 line-pos, word-pos) the units ranked by |Pearson r| are listed, and a click selects one.
 
 Activations travel as int8: unit u's values divided by its largest |value| on this text, times 127
@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.core.errors import CharRNNError
+from charrnn.analysis.activations import gather
+from charrnn.analysis.signals import builtin_signals, rank_units
 from charrnn.analysis.surprisal import Scored, context, score_ids
 
 RANKED = 15  # units listed per signal
@@ -41,7 +43,7 @@ def page_data(model, vocab, ids, device, source: str = "", checkpoint: str = "",
         "bits": [None] + [round(float(b), 6) for b in scored.bits[1:]],
         "top": top_rows(scored, vocab),
         "worst": worst_rows(scored, text, WORST),
-        "summary": summary_line(scored),
+        "summary": scored.summary,
         "loss": scored.loss,
         "scored_chars": scored.chars,
         "units": None,
@@ -56,12 +58,6 @@ def empty_data(message: str) -> dict:
     """What the served page shows before anything is scored."""
     return {"source": "", "checkpoint": "", "chars": [], "bits": [], "top": [], "worst": [], "summary": message,
             "loss": None, "scored_chars": 0, "units": None, "signals": {}}
-
-
-def summary_line(scored: Scored) -> str:
-    r = scored.report
-    return (f"{r.chars:,} characters scored: loss {r.loss:.4f} nats/char, {r.bpc:.3f} bits/char, "
-            f"perplexity {r.perplexity:.3f}")
 
 
 def top_rows(scored: Scored, vocab) -> list[list]:
@@ -84,8 +80,6 @@ def worst_rows(scored: Scored, text: str, n: int) -> list[dict]:
 
 def unit_data(model, ids, text: str, device) -> dict:
     """Activations (quantised, see the module docstring) and the ranked units per built-in signal."""
-    from charrnn.analysis.probe import builtin_signals, gather, rank_units
-
     acts = gather(model, ids, device)  # (n, U) float64: state after reading character i
     scale = np.abs(acts.matrix).max(axis=0)  # (U,)
     scale[scale == 0] = 1.0

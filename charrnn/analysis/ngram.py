@@ -185,20 +185,16 @@ def compare(ckpt_path, order: int, text=None, split: str | None = "val", device:
             data_dir: str | None = None) -> dict:
     """`charrnn eval --ngram N`: the model's per-character loss next to Kneser-Ney 1..N-grams fitted on the
     run's training split, on the same evaluation text, and the model's advantage by class."""
-    from charrnn.core.checkpoint import load
-    from charrnn.core.device import resolve_device
-    from charrnn.analysis.texts import corpus_of, text_ids
+    from charrnn.analysis.subject import open_checkpoint
 
-    dev = resolve_device(device)
-    ck = load(ckpt_path, dev, impl=impl)
-    corpus = corpus_of(ck, data_dir, why="--ngram fits the n-grams on the run's training split")
-    ids, source = text_ids(ck, text, split, data_dir, corpus=corpus)
-    lm = KneserNey(corpus.train, len(ck.vocab), order)
-    ng = lm.char_nll(ids)  # (order, n)
-    mine = char_nll(ck.model, ids, dev)
-    cls = char_classes(ck.vocab.decode(ids), order)[1:]  # classes of the scored characters
+    s = open_checkpoint(ckpt_path, device, impl).with_corpus(data_dir, why="--ngram fits the n-grams on the run's training split")
+    s = s.with_text(text) if text is not None else s.with_split(split)
+    lm = KneserNey(s.corpus.train, len(s.tokens), order)
+    ng = lm.char_nll(s.ids)  # (order, n)
+    mine = char_nll(s.model, s.ids, s.device)
+    cls = char_classes(s.text, order)[1:]  # classes of the scored characters
     n = len(mine)
-    return {"source": source, "checkpoint": ck.path, "chars": n, "train_chars": int(len(corpus.train)),
+    return {"source": s.source, "checkpoint": s.checkpoint.path, "chars": n, "train_chars": int(len(s.corpus.train)),
             "model": LossReport(float(mine.sum()), n).to_dict(),
             "ngrams": [{"order": k + 1, **LossReport(float(ng[k].sum()), n).to_dict()} for k in range(order)],
             "breakdown": breakdown(mine, ng[-1], cls), "order": order}

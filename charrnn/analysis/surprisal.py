@@ -4,6 +4,9 @@
     scored.bits[i]                             # -log2 p(x_i | x_<i); nan for i = 0 (nothing predicts it)
     scored.top_ids[i], scored.top_probs[i]     # the model's 5 most likely characters for position i
     scored.loss                                # total NLL / characters scored (nats), as `charrnn eval`
+    scored.summary                             # "899 characters scored: loss 1.9 nats/char, ..."
+    score_ids(model, ids, device, tokens=vocab.chars)   # with the vocabulary: scored.text, and a notebook
+                                                         # shows the text coloured (_repr_html_)
 
 This is the one scoring function behind `charrnn eval --show/--html` and `charrnn explore`. The text runs
 as a single stream through `evaluate.scan_chunks` (state carried, no grad), exactly as `evaluate_ids` scores a text
@@ -12,6 +15,7 @@ that fits one stream, so the surprisal of a text sums to its eval loss x charact
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 
@@ -34,6 +38,7 @@ class Scored:
     bits: np.ndarray  # (n,) float64 surprisal in bits; bits[0] is nan
     top_ids: np.ndarray  # (n, k) most likely ids for position i, given x_<i (row 0: -1)
     top_probs: np.ndarray  # (n, k) their probabilities (row 0: nan)
+    tokens: tuple[str, ...] = ()  # the vocabulary in id order, when known: the text and its picture need it
 
     @property
     def chars(self) -> int:
@@ -54,6 +59,35 @@ class Scored:
     def loss(self) -> float:
         return self.report.loss
 
+    @property
+    def text(self) -> str:
+        """The scored text (needs `tokens`)."""
+        return "".join(self.tokens[i] for i in self.ids.tolist())
+
+    @property
+    def summary(self) -> str:
+        r = self.report
+        return (f"{r.chars:,} characters scored: loss {r.loss:.4f} nats/char, {r.bpc:.3f} bits/char, "
+                f"perplexity {r.perplexity:.3f}")
+
+    def _repr_html_(self) -> str:
+        """The text coloured by surprisal, as `eval --show` and the explore page colour it; hovering a
+        character shows its bits and the model's top guesses for it. Jupyter shows this inline."""
+        head = f"<div>{html.escape(self.summary)}</div>"
+        if not self.tokens:
+            return f'<div style="font-family:monospace">{head}</div>'
+        spans = []
+        for i, c in enumerate(self.text):
+            if i == 0:
+                tip, rgb = "the first character: nothing predicts it", (255, 255, 255)
+            else:
+                guesses = ", ".join(f"{self.tokens[j]!r} {p:.0%}" for j, p in zip(self.top_ids[i].tolist(), self.top_probs[i].tolist()))
+                tip, rgb = f"{self.bits[i]:.2f} bits; the model expected {guesses}", surprisal_rgb(self.bits[i])
+            shown = "\u21b5\n" if c == "\n" else c
+            spans.append(f'<span style="background:rgb{rgb}" title="{html.escape(tip)}">{html.escape(shown)}</span>')
+        return (f'<div style="font-family:monospace">{head}'
+                f'<div style="white-space:pre-wrap;color:#000;line-height:1.5">{"".join(spans)}</div></div>')
+
     def worst(self, n: int = 10) -> list[int]:
         """Positions of the n most surprising characters, most surprising first (ties: earliest first)."""
         order = np.argsort(-np.nan_to_num(self.bits, nan=-1.0), kind="stable")
@@ -61,8 +95,9 @@ class Scored:
 
 
 @torch.no_grad()
-def score_ids(model, ids, device, top_k: int = TOP_K, chunk: int = 256) -> Scored:
-    """Score ids[1:] given ids[:-1] as one stream from a zero state (see the module docstring)."""
+def score_ids(model, ids, device, top_k: int = TOP_K, chunk: int = 256, tokens: tuple[str, ...] = ()) -> Scored:
+    """Score ids[1:] given ids[:-1] as one stream from a zero state (see the module docstring); `tokens`,
+    the vocabulary in id order, travels with the result for its text and picture."""
     ids = np.asarray(ids).astype(np.int64)
     n = len(ids)
     k = min(top_k, model.vocab_size)
@@ -81,7 +116,7 @@ def score_ids(model, ids, device, top_k: int = TOP_K, chunk: int = 256) -> Score
         top_ids[s + 1 : e + 1] = best.indices.numpy()
         top_probs[s + 1 : e + 1] = best.values.exp().numpy()
     model.train(was_training)
-    return Scored(ids=ids, bits=bits, top_ids=top_ids, top_probs=top_probs)
+    return Scored(ids=ids, bits=bits, top_ids=top_ids, top_probs=top_probs, tokens=tuple(tokens))
 
 
 def surprisal_rgb(bits: float) -> tuple[int, int, int]:
@@ -102,18 +137,12 @@ def load_for_scoring(ckpt_path, text=None, split: str | None = "val", device: st
                      data_dir: str | None = None, max_chars: int = 2000):
     """The model and the first `max_chars` ids of what `charrnn eval` would score (a file or a split).
     Returns (model, device, ids, source, the loaded Checkpoint)."""
-    from charrnn.core.checkpoint import load
-    from charrnn.core.device import resolve_device
-    from charrnn.analysis.texts import text_ids
+    from charrnn.analysis.subject import open_checkpoint
 
     if max_chars < 2:
         raise CharRNNError(f"--max-chars must be at least 2 (got {max_chars})")
-    dev = resolve_device(device)
-    ck = load(ckpt_path, dev, impl=impl)
-    ids, source = text_ids(ck, text, split, data_dir)
-    if len(ids) > max_chars:
-        source = f"{source}, first {max_chars:,} of {len(ids):,} characters"
-    ids = np.asarray(ids[:max_chars])
-    if len(ids) < 2:
-        raise CharRNNError(f"{source}: {len(ids)} character(s); scoring needs at least 2")
-    return ck.model, dev, ids, source, ck
+    s = open_checkpoint(ckpt_path, device, impl)
+    s = (s.with_text(text) if text is not None else s.with_split(split, data_dir)).first(max_chars)
+    if len(s.ids) < 2:
+        raise CharRNNError(f"{s.source}: {len(s.ids)} character(s); scoring needs at least 2")
+    return s.model, s.device, np.asarray(s.ids), s.source, s.checkpoint

@@ -14,11 +14,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from charrnn.analysis import subject as loader
 from charrnn.diagnose.context import REGISTRY, STATUSES, Check, Context, plain, probe, speak_to_user
 from charrnn.diagnose.numpy_model import as_torch_model
 from charrnn.core.errors import CharRNNError
 from charrnn.training.rundir import read_metrics
-from charrnn.core.userfile import call, import_file, import_module
 
 
 @dataclass(frozen=True)
@@ -102,26 +102,22 @@ class Subject:
 def diagnose_checkpoint(target, text: str | Path | None = None, options: DiagnoseOptions = DiagnoseOptions(),
                         on_check: Callable[[Check], None] | None = None) -> Diagnosis:
     """Diagnose a charrnn checkpoint on its val split (train split when it has none) or on `text`."""
-    from charrnn.core.checkpoint import load
-    from charrnn.core.device import resolve_device
-    from charrnn.analysis.texts import corpus_of, text_ids
-
-    device = resolve_device(options.device)
-    ck = load(target, device)
-    ckpt, vocab, tcfg, model = ck.raw, ck.vocab, ck.train_config, ck.model
+    s = loader.open_checkpoint(target, options.device)
+    ck = s.checkpoint
+    ckpt, vocab, tcfg, model = ck.raw, ck.vocab, ck.train_config, s.model
     corpus, corpus_error = None, None
     if tcfg is not None:
         try:
-            corpus = corpus_of(ck, options.data_dir)
+            corpus = s.with_corpus(options.data_dir).corpus
         except CharRNNError as e:
             corpus_error = str(e)
     if text is not None:
-        ids, source = text_ids(ck, text)
+        s = s.with_text(text)
     elif corpus is not None:
-        split = "val" if len(corpus.val) > 1 else "train"
-        ids, source = getattr(corpus, split), f"{corpus.name} {split} split"
+        s = s.with_split("val" if len(corpus.val) > 1 else "train", corpus=corpus)
     else:
         raise CharRNNError(f"{ck.path}: cannot read its training corpus ({corpus_error or 'none recorded'}); use --text FILE")
+    ids, source = s.ids, s.source
     metrics_path = Path(ckpt["path"]).parent / "metrics.jsonl"
     metrics = read_metrics(metrics_path) if metrics_path.is_file() else None
     mc = ckpt["model_config"]
@@ -147,74 +143,9 @@ def diagnose_checkpoint(target, text: str | Path | None = None, options: Diagnos
 
 
 def load_factory(spec: str):
-    """`module:function` (importable from the current directory) or `path/to/file.py:function`; the
-    function is called with no arguments and returns the model."""
-    module_name, sep, func_name = spec.rpartition(":")
-    if not sep or not module_name or not func_name:
-        raise CharRNNError(f"--model-factory must be module:function or path/to/file.py:function (got {spec!r})")
-    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
-        if not Path(module_name).is_file():
-            raise CharRNNError(f"--model-factory: file not found: {module_name}")
-        module = import_file(module_name, "--model-factory")
-    else:
-        module = import_module(module_name, "--model-factory")
-    fn = getattr(module, func_name, None)
-    if not callable(fn):
-        raise CharRNNError(f"--model-factory: {module_name} has no function {func_name!r}")
-    model = call(fn, f"--model-factory: {spec}()")
-    for attr in ("begin_state", "vocab"):
-        if not hasattr(model, attr):
-            raise CharRNNError(f"--model-factory: the model from {spec} has no {attr!r} (needed: forward(x, state) -> "
-                               "(logits, state), begin_state(batch_size, device), vocab)")
-    model = as_torch_model(model)
-    if not callable(model):
-        raise CharRNNError(f"--model-factory: {spec} returned {type(model).__name__}, which cannot be called as model(x, state)")
-    return model
-
-
-def vocab_chars(vocab) -> list[str]:
-    """A user model's vocabulary in id order: a string, a list of tokens, a d2l Vocab (idx_to_token) or a
-    charrnn Vocab."""
-    for attr in ("idx_to_token", "chars", "itos"):
-        if hasattr(vocab, attr):
-            vocab = getattr(vocab, attr)
-            break
-    if isinstance(vocab, str):
-        return list(vocab)
-    try:
-        tokens = [str(t) for t in vocab]
-    except TypeError:
-        raise CharRNNError("the model's vocab must be its characters in id order (a string or a list)") from None
-    if not tokens:
-        raise CharRNNError("the model's vocab is empty")
-    return tokens
-
-
-def encode_for(tokens: list[str], text: str) -> tuple[np.ndarray, int]:
-    """Ids of `text` in a user vocabulary; unknown characters map to '<unk>' when it has one. Returns
-    (ids, how many characters were unknown)."""
-    index = {t: i for i, t in enumerate(tokens) if len(t) == 1}
-    unk = next((i for i, t in enumerate(tokens) if t == "<unk>"), None)
-    ids = np.fromiter((index.get(c, -1) for c in text), dtype=np.int64, count=len(text))
-    unknown = int((ids < 0).sum())
-    if unknown:
-        if unk is None:
-            missing = list(dict.fromkeys(c for c in text if c not in index))
-            shown = ", ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
-            raise CharRNNError(f"the text has {len(missing)} character(s) not in the model's vocab and it has no '<unk>' entry: {shown}")
-        ids[ids < 0] = unk
-    return ids, unknown
-
-
-def user_model_on(model, device, text: str):
-    """A user's model ready to measure on `text`: behind the torch interface (a NumPy model wrapped), a
-    torch module moved to `device`. -> (model, its vocabulary tokens, ids of text, unknown characters)."""
-    model = as_torch_model(model)
-    if isinstance(model, torch.nn.Module):
-        model = model.to(device)
-    tokens = vocab_chars(model.vocab)
-    ids, unknown = encode_for(tokens, text)
-    return model, tokens, ids, unknown
+    """`module:function` or `path/to/file.py:function` -> the user's model behind the torch interface (a
+    NumPy model wrapped): the analysis loader's `load_factory` with diagnose's adapter."""
+    return loader.load_factory(spec, adapt=as_torch_model)
 
 
 def diagnose_factory(spec: str, text: str | Path, options: DiagnoseOptions = DiagnoseOptions(),
@@ -227,11 +158,10 @@ def diagnose_model(model, text: str | Path, options: DiagnoseOptions = DiagnoseO
                    on_check: Callable[[Check], None] | None = None, source: str | None = None) -> Diagnosis:
     """Diagnose a model object that follows the interface and has a `vocab`, on a text file. Checks that
     need a training record are skipped."""
-    from charrnn.core.vocab import read_text
     from charrnn.core.device import resolve_device
 
-    device = resolve_device(options.device)
-    model, tokens, ids, unknown = user_model_on(model, device, read_text(text))
+    s = loader.user_subject(as_torch_model(model), resolve_device(options.device), source).with_text(text)
+    model, tokens, ids, unknown = s.model, s.tokens, s.ids, s.unknown
     vocab_size = int(getattr(model, "vocab_size", len(tokens)))
     user = getattr(model, "user", model)  # a NumpyModel's own class is the user's
     description = {"kind": "factory", "factory": source or type(user).__name__,
