@@ -133,13 +133,16 @@ class Model:
         return f"<charrnn.Model {self.path}: {cfg.model} {cfg.layers}x{cfg.hidden}, {len(self.vocab)} characters, {self.subject.device}>"
 
     def _prefix(self, prefix: str) -> str:
-        return self.subject.preprocessing.prefix(prefix)
+        """The prefix prepared and checked as `charrnn sample` prepares it (an unseen character: one error)."""
+        from charrnn.generate.sample import prepare_prefix
+
+        return prepare_prefix(prefix, self.subject.preprocessing, self.vocab)[0]
 
     @staticmethod
     def _generator(seed: int | None):
-        import torch
+        from charrnn.generate.sample import seeded
 
-        return torch.Generator().manual_seed(int(torch.seed() % (2**31)) if seed is None else seed)
+        return seeded(seed)[1]
 
     def sample(self, prefix: str = "", length: int = 200, *, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, stop: Sequence[str] = (), seed: int | None = None) -> str:

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
+
 from charrnn.core.errors import CharRNNError
 
 BYTES_PER_CHAR = 12  # the most JSON needs for one character: a surrogate pair as \\uXXXX\\uXXXX
@@ -97,25 +99,25 @@ def explore_scorer(ckpt, text=None, split: str | None = None, max_chars: int = 3
     page it opens with, the checkpoint's path). The page opens on --text / --split when one is given,
     else empty, inviting a text; a submitted text is prepared as the training text was."""
     from charrnn.analysis.explore import empty_data, page_data
-    from charrnn.analysis.surprisal import load_for_scoring
-    from charrnn.core.checkpoint import load
-    from charrnn.core.device import resolve_device
+    from charrnn.analysis.subject import open_checkpoint
 
     if max_chars < 2:
         raise CharRNNError(f"--max-chars must be at least 2 (got {max_chars})")
+    subject = open_checkpoint(ckpt, device, impl)  # loaded once: the first page and every POST share it
+    ck = subject.checkpoint
     if text is not None or split is not None:
-        model, dev, ids, source, ck = load_for_scoring(ckpt, text, split, device, impl, data_dir, max_chars)
-        first = page_data(model, ck.vocab, ids, dev, source=source, checkpoint=ck.path)
+        shown = (subject.with_text(text) if text is not None else subject.with_split(split, data_dir)).first(max_chars)
+        if len(shown.ids) < 2:
+            raise CharRNNError(f"{shown.source}: {len(shown.ids)} character(s); scoring needs at least 2")
+        first = page_data(subject.model, ck.vocab, np.asarray(shown.ids), subject.device, source=shown.source,
+                          checkpoint=ck.path)
     else:
-        dev = resolve_device(device)
-        ck = load(ckpt, dev, impl=impl)
-        model = ck.model
         first = empty_data(f"{ck.path}: type or paste a text above and press Score")
 
     def score(raw: str) -> dict:
-        ids = ck.vocab.encode(ck.preprocessing.text(raw))
+        ids = subject.encode(raw)  # prepared as the training text was
         if len(ids) < 2:
             raise CharRNNError("type at least 2 characters (after the model's preprocessing)")
-        return page_data(model, ck.vocab, ids, dev, source="your text", checkpoint=ck.path)
+        return page_data(subject.model, ck.vocab, ids, subject.device, source="your text", checkpoint=ck.path)
 
     return score, first, ck.path
