@@ -77,20 +77,23 @@ def _shifted(x: np.ndarray, y: np.ndarray) -> float:
     return float((y[:, :-1] == x[:, 1:]).mean()) if x.shape[1] > 1 else 1.0
 
 
-def batch_time(inputs: Any, targets: Any, V: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+def batch_time(inputs: Any, targets: Any, V: int | None, first: int = 0) -> tuple[np.ndarray | None, np.ndarray | None, int]:
     """inputs and targets as (B, T) ids, rows being streams, or (None, None) when the layout cannot be
-    told. The targets of a character model are its inputs moved on by one; that fixes which axis is time
-    (B, T or T, B) and how a flattened target vector was flattened (row-major, or d2l's Y.T.reshape(-1))."""
+    told; and which layout it was (pass it back as `first` to try it first next time). The targets of a
+    character model are its inputs moved on by one: that fixes which axis is time (B, T or T, B) and how a
+    flattened target vector was flattened (row-major, or d2l's Y.T.reshape(-1))."""
     x, y = ids(inputs, V), ids(targets, V)
     if x is None or y is None or x.size != y.size or x.ndim > 2:
-        return None, None
+        return None, None, first
     if x.ndim < 2:
         x, y = x.reshape(1, -1), y.reshape(1, -1)
-    for xc, yc in ((x, y.reshape(x.shape)), (x, y.reshape(x.T.shape).T), (x.T, y.reshape(x.shape).T),
-                   (x.T, y.reshape(x.T.shape))):
+    layouts = (lambda: (x, y.reshape(x.shape)), lambda: (x, y.reshape(x.T.shape).T),
+               lambda: (x.T, y.reshape(x.shape).T), lambda: (x.T, y.reshape(x.T.shape)))
+    for k in (first, *(k for k in range(len(layouts)) if k != first)):
+        xc, yc = layouts[k]()
         if _shifted(xc, yc) >= 0.9:
-            return np.ascontiguousarray(xc), np.ascontiguousarray(yc)
-    return None, None
+            return np.ascontiguousarray(xc), np.ascontiguousarray(yc), k
+    return None, None, first
 
 
 class CharLoss:
@@ -194,14 +197,19 @@ def state_rows(state: Any, B: int | None) -> Any:
 
 def row_relations(now: Any, before: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each stream: (its state equals the previous batch's final state, it is all zeros, the previous
-    final state was all zeros). Equality allows float rounding (a dtype or device round trip)."""
+    final state was all zeros). Exact equality first (a carried state is the same numbers); rows that
+    are neither equal nor zero are compared again allowing float rounding (a dtype or device round trip)."""
     if isinstance(now, torch.Tensor):
         before = before.to(now.device, now.dtype) if isinstance(before, torch.Tensor) else torch.as_tensor(before).to(now)
-        same = torch.isclose(now, before, rtol=1e-5, atol=1e-7).all(1)
+        if torch.equal(now, before):
+            same = torch.ones(now.shape[0], dtype=torch.bool, device=now.device)
+        else:
+            same = torch.isclose(now, before, rtol=1e-5, atol=1e-7).all(1)
         out = torch.stack([same, (now == 0).all(1), (before == 0).all(1)]).cpu().numpy()
         return out[0], out[1], out[2]
     before = np.asarray(before, dtype=now.dtype)
-    return np.isclose(now, before, rtol=1e-5, atol=1e-7).all(1), (now == 0).all(1), (before == 0).all(1)
+    same = np.ones(now.shape[0], bool) if np.array_equal(now, before) else np.isclose(now, before, rtol=1e-5, atol=1e-7).all(1)
+    return same, (now == 0).all(1), (before == 0).all(1)
 
 
 def carries_graph(state: Any) -> bool:

@@ -32,6 +32,7 @@ RATIO_OK = 1.01  # the reported loss and the recomputed cross-entropy agree with
 FACTOR_TOL = 1.02  # one step's ratio is exact: a factor explains it within 2% (float32 sums, clipping of logs)
 UNEXPLAINED = 1.1  # a ratio off by more than this that no factor explains is a warning (regularisation terms are smaller)
 CONFIRM = 2  # steps in a row that must agree before a scale is certain
+DECIDE_AFTER = 20  # a ratio within UNEXPLAINED of 1 for this many steps is accepted (an extra loss term)
 UPDATE_WINDOW, UPDATE_EVERY = 20, 25  # the update ratio is judged every 25 steps on the last 20
 UPDATE_LOW, UPDATE_HIGH = 1e-4, 0.3  # the fastest weight below this: nothing moves; the typical one above this: unstable
 SPIKE, SPIKE_HISTORY = 30.0, 20  # a gradient norm 30x its median over the last (at least 20) steps
@@ -106,13 +107,25 @@ class LossScale:
     run: tuple[str, int] = ("", 0)  # (what explains the ratio, steps in a row)
     ratios: deque = field(default_factory=lambda: deque(maxlen=CONFIRM + 1))
     factor: float | None = None  # the factor found: reported = factor x per-character loss
+    seen: int = 0
+
+    @property
+    def decided(self) -> bool:
+        """Stated, or known to be fine: the cross-entropy need not be recomputed every step any more."""
+        return self.check.finding is not None or self.check.status == "ok"
 
     def observe(self, s: Step, w: "Watch") -> dict | None:
-        if s.ce is None or not (math.isfinite(s.loss) and math.isfinite(s.ce)) or s.ce <= 0:
+        if s.ce is None or not (math.isfinite(s.loss) and math.isfinite(s.ce)) or s.ce <= 0 or self.decided:
             return None
         self.check.ran()
         r = s.loss / s.ce
         self.ratios.append(r)
+        self.seen += 1
+        if self.seen >= DECIDE_AFTER and 0 < r and abs(math.log(r)) <= math.log(UNEXPLAINED):
+            self.factor = float(np.median(self.ratios))
+            self.check.ok(s.n, f"the reported loss is {self.factor:.4g} x the per-character cross-entropy: a small extra "
+                          "term (regularisation?), no bookkeeping factor")
+            return None
         if abs(math.log(abs(r) or 1e-300)) <= math.log(RATIO_OK):
             self.run = ("1", self.run[1] + 1 if self.run[0] == "1" else 1)
             if self.run[1] >= CONFIRM:
@@ -217,6 +230,7 @@ class GradSpike:
     check: Check = field(default_factory=lambda: Check(
         "watch.grad_spike", "a torch model with w.step after loss.backward() and before optimizer.zero_grad(), or grads="))
     history: dict = field(default_factory=dict)  # name -> deque of recent gradient norms
+    medians: dict = field(default_factory=dict)  # name -> median of its history, refreshed every 10 steps
 
     def observe(self, s: Step, w: "Watch") -> dict | None:
         nm = s.norms
@@ -224,12 +238,15 @@ class GradSpike:
             return None
         self.check.ran()
         worst = None
+        refresh = s.n % 10 == 0
         for name, g in zip(nm.names, nm.g):
             if g is None or not math.isfinite(g):
                 continue
             h = self.history.setdefault(name, deque(maxlen=5 * SPIKE_HISTORY))
             if len(h) >= SPIKE_HISTORY:
-                med = float(np.median(h))
+                if refresh or name not in self.medians:
+                    self.medians[name] = float(np.median(h))
+                med = self.medians[name]
                 if med > 0 and g > SPIKE * med and (worst is None or g / med > worst[1] / worst[2]):
                     worst = (name, g, med)
             h.append(g)

@@ -56,6 +56,8 @@ class Watch:
         self.findings: list[dict] = []
         self.steps = 0
         self.chars = 0
+        self.shape: tuple[int, int] | None = None  # (B, T) as last read from inputs and targets
+        self.layout = 0  # which (B, T) reading of inputs and targets worked last (see arrays.batch_time)
         self.closed = False
 
     @property
@@ -96,13 +98,21 @@ class Watch:
             shape = tuple(arrays.to_tensor(logits).shape)
             self.V = shape[-1] if len(shape) >= 2 else None
             self.ce.V = self.V
-        if logits is not None and targets is not None:
+        scale = self.observers["watch.loss_scale"]
+        log_step = self.metrics is not None and self.steps % self.metrics.every == 0
+        if logits is not None and targets is not None and (not scale.decided or log_step):
             s.ce = self.ce.of(logits, targets)
+        elif logits is not None and scale.check.status == "not checked":
+            scale.check.enable = "targets= next to logits="
         if targets is not None:
             s.target_ids = arrays.ids(targets, self.V)
-        if inputs is not None and targets is not None:
-            s.x, s.y = arrays.batch_time(inputs, targets, self.V)
-        s.B, s.T = _batch_shape(s, state_in)
+        if inputs is not None and targets is not None and not self.carry.decided:
+            s.x, s.y, self.layout = arrays.batch_time(inputs, targets, self.V, self.layout)
+        if s.x is not None:
+            self.shape = s.x.shape
+        elif self.shape and s.target_ids is not None and s.target_ids.size == self.shape[0] * self.shape[1]:
+            s.B, s.T = self.shape  # the layout is known: the data are no longer read into (B, T)
+        s.B, s.T = (s.B, s.T) if s.B else _batch_shape(s, state_in)
         if self.params is not None or params is not None:
             if self.params is None:
                 self.params = Params.of(params)

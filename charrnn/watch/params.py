@@ -108,7 +108,10 @@ class Params:
             else:
                 norms += list(torch._foreach_norm(torch._foreach_sub(ps, self.prev)))
                 torch._foreach_copy_(self.prev, ps)
-            flat = torch.stack([n.float().to(norms[0].device) for n in norms]).tolist()  # one transfer
+            try:
+                flat = torch.stack(norms).tolist()  # one transfer
+            except RuntimeError:  # parameters of several dtypes or devices
+                flat = torch.stack([n.float().to(norms[0].device) for n in norms]).tolist()
         n = len(ps)
         gn: list[float | None] = [None] * n
         for k, i in enumerate(have):

@@ -101,36 +101,31 @@ class Carry:
     lasts: Counter = field(default_factory=Counter)
     lengths: set = field(default_factory=set)
 
+    @property
+    def decided(self) -> bool:
+        """All three have a verdict: the data need not be read any more (only the carried rows are)."""
+        return all(c.status in ("ok", "warn", "fail") for c in self.checks.values())
+
     def observe(self, s: Step, w: "Watch") -> tuple[list[dict], np.ndarray | None]:
-        """(new findings, which rows of state_in were carried from the previous state_out or None)."""
+        """(new findings, which rows of state_in were carried from the previous state_out, or None when
+        not compared: once the three are decided, only a state_in that carries a graph is compared)."""
         if s.state_in is None or s.state_out is None:
-            return [], self._carried_only(s)
-        if s.x is None or s.y is None:
-            carried = self._carried_only(s)
-            self.prev = (None, s.state_out)
-            return [], carried
+            return [], None
+        prev, self.prev = self.prev, (s.y, s.state_out)
+        if s.x is None or s.y is None or self.decided:
+            if s.state_in_graph and prev is not None and prev[1].shape == s.state_in.shape:
+                return [], row_relations(s.state_in, prev[1])[0]
+            return [], None
         for c in self.checks.values():
             c.ran()
-        carried = None
-        if self.prev is not None and self.prev[0] is not None:
-            carried = self._pair(s)
-        self.prev = (s.y, s.state_out)
+        carried = self._pair(s, prev) if prev is not None and prev[0] is not None else None
         self.firsts.update(s.x[:, 0].tolist())
         self.lasts.update(s.y[:, -1].tolist())
         self.lengths.add(s.T)
         return self._judge(s), carried
 
-    def _carried_only(self, s: Step) -> np.ndarray | None:
-        if s.state_in is None or self.prev is None or self.prev[1] is None or s.state_in.shape != self.prev[1].shape:
-            if s.state_out is not None:
-                self.prev = (None, s.state_out)
-            return None
-        carried = row_relations(s.state_in, self.prev[1])[0]
-        self.prev = (None, s.state_out)
-        return carried
-
-    def _pair(self, s: Step) -> np.ndarray | None:
-        prev_y, prev_out = self.prev
+    def _pair(self, s: Step, prev: tuple) -> np.ndarray | None:
+        prev_y, prev_out = prev
         if prev_y.shape[0] != s.x.shape[0] or prev_out.shape != s.state_in.shape:
             return None
         same, zero, was_zero = row_relations(s.state_in, prev_out)
