@@ -74,7 +74,7 @@ def ids(x: Any, V: int | None) -> np.ndarray | None:
 
 def _shifted(x: np.ndarray, y: np.ndarray) -> float:
     """The fraction of positions where y is x moved one step on: y[:, t] == x[:, t + 1]."""
-    return float((y[:, :-1] == x[:, 1:]).mean()) if x.shape[1] > 1 else 1.0
+    return float((y[:, :-1] == x[:, 1:]).mean()) if x.shape[1] > 1 else 0.0  # one column: nothing to tell by
 
 
 def batch_time(inputs: Any, targets: Any, V: int | None, first: int = 0) -> tuple[np.ndarray | None, np.ndarray | None, int]:
@@ -110,9 +110,10 @@ class CharLoss:
         axis = vocab_axis(tuple(s.shape), self.V)
         if axis is None:
             return None
+        shape = tuple(s.shape)
         s = s.movedim(axis, -1)
         s2 = s.reshape(-1, s.shape[-1]).float()  # (N, V)
-        t = self._targets(targets, tuple(s.shape), s2.shape[0], s2.device)
+        t = self._targets(targets, shape, axis, s2.shape[0], s2.device)
         if t is None:
             return None
         with torch.no_grad():
@@ -127,19 +128,19 @@ class CharLoss:
             return -torch.log(s2.gather(1, t[:, None]).clamp_min(1e-45)).mean()
         return F.cross_entropy(s2, t)
 
-    def _targets(self, targets, shape: tuple[int, ...], n: int, device) -> list[torch.Tensor] | None:
+    def _targets(self, targets, shape: tuple[int, ...], axis: int, n: int, device) -> list[torch.Tensor] | None:
         """The targets flattened like the scores' rows. Ids of the scores' leading shape (or flat) map
         one to one; a (B, T) matrix next to (T·B, V) scores could be flattened either way, so both are
-        tried. One-hot targets of the scores' shape become ids."""
+        tried. One-hot targets of the scores' shape (V on the same axis) become ids."""
         t = to_tensor(targets)
         if t.is_floating_point() or t.dtype == torch.bool:
             if tuple(t.shape) != shape:
                 return None
-            t = t.argmax(-1)
+            t = t.movedim(axis, -1).argmax(-1)
         t = t.to(device=device, dtype=torch.long)
         if t.numel() != n:
             return None
-        if tuple(t.shape) == shape[:-1] or t.ndim == 1:
+        if t.ndim == 1 or tuple(t.shape) == tuple(s for i, s in enumerate(shape) if i != axis):
             return [t.reshape(-1)]
         if t.ndim == 2:
             return [t.reshape(-1), t.T.reshape(-1)]

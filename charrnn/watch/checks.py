@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 RATIO_OK = 1.01  # the reported loss and the recomputed cross-entropy agree within 1%: per character
 FACTOR_TOL = 1.02  # one step's ratio is exact: a factor explains it within 2% (float32 sums, clipping of logs)
+SIZE_ROUNDING = 0.01  # an inferred len(training_set) is an integer to within this (float32 ratios are exact to 1e-6)
 UNEXPLAINED = 1.1  # a ratio off by more than this that no factor explains is a warning (regularisation terms are smaller)
 CONFIRM = 2  # steps in a row that must agree before a scale is certain
 DECIDE_AFTER = 20  # a ratio within UNEXPLAINED of 1 for this many steps is accepted (an extra loss term)
@@ -135,7 +136,10 @@ class LossScale:
             return self._negative(s, r)
         factors = known_factors(s.B, s.T, w.dataset_size, per="step", vocab_size=w.V)
         match = explaining(r, factors, tol=FACTOR_TOL)
-        key = match[0].label.split(" =")[0] if match else "?"
+        inferred = None
+        if not match and w.dataset_size is None:
+            inferred, match = _inferred_size(r, s, w)
+        key = (match[0].label.split(" =")[0] + (f" {inferred}" if inferred else "")) if match else "?"
         self.run = (key, self.run[1] + 1 if self.run[0] == key else 1)
         if self.run[1] < CONFIRM:
             return None
@@ -145,7 +149,11 @@ class LossScale:
         if match:
             f = match[0]
             self.factor = f.value
-            values |= {"factor": f.value, "corresponds_to": f.label}
+            values |= {"factor": f.value, "corresponds_to": f.label, "dataset_size_inferred": inferred}
+            if inferred:
+                f = replace(f, label=f"{f.label} (len(training_set) inferred as {inferred}, the divisor that makes every "
+                                     "step's ratio exact; pass dataset_size= to confirm)")
+                values["corresponds_to"] = f.label
             others = "; the numbers cannot tell it from " + "; ".join(m.label.split(":")[0] for m in match[1:]) if len(match) > 1 else ""
             return self.check.state(s.n, "fail", values, f"{where}: factor {f.value:.4g} = {f.label}{others}",
                                     f.advice + _gradient_note(f.value, w))
@@ -168,6 +176,20 @@ class LossScale:
                                 f"{s.ce:.4g}: a negative log-likelihood is never below 0",
                                 "take log_softmax of the logits before NLLLoss (or use cross_entropy on the raw logits), "
                                 "and keep the minus sign in -log p[target]")
+
+
+def _inferred_size(r: float, s: Step, w: "Watch") -> tuple[int | None, list]:
+    """A loss divided by a constant the watch was not told (len(training_set), most often): the N for
+    which ratio = (T, B·T or 1) / N to within float rounding, and the shared search's factors with it."""
+    for g in (s.T, (s.B or 1) * (s.T or 1), 1):
+        if not g or r <= 0:
+            continue
+        n = g / r
+        if n >= 2 and abs(n - round(n)) < SIZE_ROUNDING:
+            match = explaining(r, known_factors(s.B, s.T, round(n), per="step", vocab_size=w.V), tol=FACTOR_TOL)
+            if match and "len(dataset)" in match[0].label:
+                return round(n), match
+    return None, []
 
 
 def _gradient_note(factor: float, w: "Watch") -> str:

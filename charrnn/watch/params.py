@@ -30,7 +30,7 @@ class Norms:
     p: list[float]  # ‖p‖
     g: list[float | None]  # ‖grad‖; None: no gradient for it this step
     d: list[float] | None  # ‖p - p at the previous call‖; None on the first call
-    matrices: list[bool]  # 2-D or more: what the update ratio is judged on (biases start at 0)
+    matrices: list[bool]  # two axes longer than 1: what the update ratio is judged on
 
     def first_nonfinite(self) -> tuple[str, str] | None:
         """(name, "gradient" | "value") of the first parameter whose gradient, else value, is not finite."""
@@ -59,7 +59,8 @@ class Params:
         self.tensors = [p for _, p in named]
         self.torch = bool(self.tensors) and isinstance(self.tensors[0], torch.Tensor)
         self.prev: list | None = None
-        self.matrices = [len(getattr(p, "shape", ())) >= 2 for p in self.tensors]
+        # weight matrices: what the update ratio is judged on (biases start at 0; NumPy's are (n, 1) columns)
+        self.matrices = [sum(n > 1 for n in getattr(p, "shape", ())) >= 2 for p in self.tensors]
 
     @classmethod
     def of(cls, params: Any) -> "Params":
