@@ -18,3 +18,15 @@ order data flows through them (each imports only from the ones above it in this 
 """
 
 __version__ = "0.1.0"
+
+
+def watch(*args, **kwargs):
+    """Checks inside your own training loop, NumPy or PyTorch, that name the bug while it trains.
+
+        w = charrnn.watch(model, optimizer=opt, vocab_size=V)     # or charrnn.watch(params=params_dict)
+        w.step(loss, logits=logits, targets=y, state_in=h0, state_out=h, inputs=x)
+
+    Returns a `charrnn.watch.core.Watch` (see its docstring and README "Watch your own loop")."""
+    from charrnn.watch.core import watch as _watch
+
+    return _watch(*args, **kwargs)

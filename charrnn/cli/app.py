@@ -194,6 +194,7 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end.", rich_help_panel="Reporting"),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Log scalars and samples for TensorBoard to RUN/tensorboard (needs 'charrnn[tensorboard]').", rich_help_panel="Reporting"),
     tensorboard_dir: Optional[Path] = typer.Option(None, "--tensorboard-dir", help="Write the TensorBoard logs here instead (implies --tensorboard).", rich_help_panel="Reporting"),
+    watch: bool = typer.Option(False, "--watch", help="Run charrnn.watch's checks on this loop (loss scale, update ratio, gradient spikes, non-finite values, state carried or reset against the batches); each finding is a warning, the table a note at the end.", rich_help_panel="Reporting"),  # --watch (issue 24)
 ):
     from charrnn.core.config import load_preset, load_yaml, preset_names
     from charrnn.cli.progress import TrainDisplay
@@ -220,8 +221,13 @@ def train(
         board = TensorBoardLogger(tensorboard_dir)  # fails here, before training, if the extra is missing
     from charrnn.training.tensorboard import fan_out
 
+    extra = []
+    if watch:  # --watch (issue 24): the watch's subscriber, handed to the engine (training never imports the watch)
+        from charrnn.watch.subscriber import TrainWatch
+
+        extra = [TrainWatch]
     try:
-        summary = run_training(options, resume=resume, on_event=fan_out(display, board))
+        summary = run_training(options, resume=resume, on_event=fan_out(display, board), subscribers=extra)
     finally:
         if board is not None:
             board.close()
