@@ -19,6 +19,21 @@ The watch sits beside `charrnn.diagnose` (it shares `diagnose.scale`, the factor
 subscriber to `charrnn.training.train.train`.
 """
 
+import sys
+import types
+
 from charrnn.watch.core import Watch, watch
 
 __all__ = ["Watch", "watch"]
+
+
+class _CallableModule(types.ModuleType):
+    """`charrnn.watch(...)` is the API's function until this package is imported; importing it makes the
+    attribute `charrnn.watch` this module (Python sets a package's submodules as its attributes). Calling
+    the module calls `watch`, so `charrnn.watch(model, ...)` works whatever was imported first."""
+
+    def __call__(self, *args, **kwargs) -> Watch:
+        return watch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

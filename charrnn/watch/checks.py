@@ -8,7 +8,8 @@
     watch.grad_spike     one parameter's gradient norm far above its recent median
     watch.nonfinite      a loss, gradient or weight that is inf or NaN: which one, at which step
 
-A check is stated once, when it is certain: `observe` returns a finding the first time and then only
+Each observer's `observe(step, w)` reads one `Step` and the `Watch` itself (w: its checks, observers,
+V, dataset_size, factor). A check is stated once, when it is certain: `observe` returns a finding the first time and then only
 keeps its summary (the report's row) up to date. A check whose inputs never came stays "not checked",
 and the report names the argument that would enable it.
 """
@@ -25,7 +26,6 @@ import numpy as np
 from charrnn.diagnose.scale import explaining, known_factors
 
 if TYPE_CHECKING:
-    from charrnn.watch.core import Watch
     from charrnn.watch.params import Norms
 
 RATIO_OK = 1.01  # the reported loss and the recomputed cross-entropy agree within 1%: per character
@@ -97,7 +97,7 @@ class Check:
         return self.finding
 
 
-def failing(w: "Watch", *ids: str) -> str | None:
+def failing(w: Any, *ids: str) -> str | None:
     """The first of these checks that has stated a failure, or None."""
     return next((i for i in ids if w.checks[i].finding and w.checks[i].status == "fail"), None)
 
@@ -115,7 +115,7 @@ class LossScale:
         """Stated, or known to be fine: the cross-entropy need not be recomputed every step any more."""
         return self.check.finding is not None or self.check.status == "ok"
 
-    def observe(self, s: Step, w: "Watch") -> dict | None:
+    def observe(self, s: Step, w: Any) -> dict | None:
         if s.ce is None or not (math.isfinite(s.loss) and math.isfinite(s.ce)) or s.ce <= 0 or self.decided:
             return None
         self.check.ran()
@@ -178,7 +178,7 @@ class LossScale:
                                 "and keep the minus sign in -log p[target]")
 
 
-def _inferred_size(r: float, s: Step, w: "Watch") -> tuple[int | None, list]:
+def _inferred_size(r: float, s: Step, w: Any) -> tuple[int | None, list]:
     """A loss divided by a constant the watch was not told (len(training_set), most often): the N for
     which ratio = (T, B·T or 1) / N to within float rounding, and the shared search's factors with it."""
     for g in (s.T, (s.B or 1) * (s.T or 1), 1):
@@ -192,7 +192,7 @@ def _inferred_size(r: float, s: Step, w: "Watch") -> tuple[int | None, list]:
     return None, []
 
 
-def _gradient_note(factor: float, w: "Watch") -> str:
+def _gradient_note(factor: float, w: Any) -> str:
     kind = w.optimizer_kind
     if kind == "sgd":
         return (f"; with SGD the gradients carry the same factor, so every update is {factor:.3g} x what the learning "
@@ -208,7 +208,7 @@ class UpdateRatio:
     window: deque = field(default_factory=lambda: deque(maxlen=UPDATE_WINDOW))
     last: dict = field(default_factory=dict)  # name -> median ratio over the last window
 
-    def observe(self, s: Step, w: "Watch") -> dict | None:
+    def observe(self, s: Step, w: Any) -> dict | None:
         nm = s.norms
         if nm is None or nm.d is None:
             return None
@@ -254,7 +254,7 @@ class GradSpike:
     history: dict = field(default_factory=dict)  # name -> deque of recent gradient norms
     medians: dict = field(default_factory=dict)  # name -> median of its history, refreshed every 10 steps
 
-    def observe(self, s: Step, w: "Watch") -> dict | None:
+    def observe(self, s: Step, w: Any) -> dict | None:
         nm = s.norms
         if nm is None or all(g is None or g == 0 for g in nm.g):
             return None
@@ -288,7 +288,7 @@ class GradSpike:
 class NonFinite:
     check: Check = field(default_factory=lambda: Check("watch.nonfinite", "the loss (always checked)"))
 
-    def observe(self, s: Step, w: "Watch") -> dict | None:
+    def observe(self, s: Step, w: Any) -> dict | None:
         self.check.ran()
         bad = s.norms.first_nonfinite() if s.norms is not None else None
         loss_bad = not math.isfinite(s.loss)
@@ -311,7 +311,7 @@ class Flat:
     levels: list = field(default_factory=list)  # the per-character loss of each step
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
-    def observe(self, s: Step, w: "Watch") -> dict | None:
+    def observe(self, s: Step, w: Any) -> dict | None:
         level = s.ce if s.ce is not None else s.loss / (w.factor or 1.0)
         if not math.isfinite(level):
             return None
@@ -329,7 +329,7 @@ class Flat:
             return None
         return self._judge(s, w)
 
-    def floor(self, w: "Watch") -> tuple[float | None, str]:
+    def floor(self, w: Any) -> tuple[float | None, str]:
         if self.counts.sum():
             p = self.counts[self.counts > 0] / self.counts.sum()
             return float(-(p * np.log(p)).sum()), "the unigram entropy of the targets seen"
@@ -337,7 +337,7 @@ class Flat:
             return math.log(w.V), "ln V"
         return None, ""
 
-    def _judge(self, s: Step, w: "Watch") -> dict | None:
+    def _judge(self, s: Step, w: Any) -> dict | None:
         first = float(np.mean(self.levels[: min(20, w.flat_after // 5 or 1)]))
         recent = float(np.mean(self.levels[-min(FLAT_WINDOW, w.flat_after // 2 or 1):]))
         floor, floor_is = self.floor(w)
@@ -360,7 +360,7 @@ class Flat:
                                 "; ".join(causes[1:2]) or "check the learning rate, the loss normalisation and the state reset")
 
 
-def likeliest_causes(w: "Watch", s: Step) -> list[str]:
+def likeliest_causes(w: Any, s: Step) -> list[str]:
     """What the other checks have measured that would keep a loss flat, the strongest first."""
     out = []
     ratio = w.observers["watch.update_ratio"].last

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from charrnn.watch.arrays import row_relations
 from charrnn.watch.checks import Check, Step
 
-if TYPE_CHECKING:
-    from charrnn.watch.core import Watch
 
 MIN_PAIRS, MIN_ROWS = 8, 16  # consecutive batch pairs (and rows in them) before the data can say anything
 CONTIGUOUS, UNRELATED = 0.9, 0.3  # fractions of rows that continue the row before
@@ -44,7 +42,7 @@ class NotDetached:
     times: list = field(default_factory=list)
     clean: int = 0  # steps whose state_in carried no graph
 
-    def observe(self, s: Step, w: "Watch", carried: np.ndarray | None) -> dict | None:
+    def observe(self, s: Step, w: Any, carried: np.ndarray | None) -> dict | None:
         if s.state_in_graph is not None:
             self.check.ran()
             if s.state_in_graph and carried is not None and carried.all():
@@ -106,7 +104,7 @@ class Carry:
         """All three have a verdict: the data need not be read any more (only the carried rows are)."""
         return all(c.status in ("ok", "warn", "fail") for c in self.checks.values())
 
-    def observe(self, s: Step, w: "Watch") -> tuple[list[dict], np.ndarray | None]:
+    def observe(self, s: Step, w: Any) -> tuple[list[dict], np.ndarray | None]:
         """(new findings, which rows of state_in were carried from the previous state_out, or None when
         not compared: once the three are decided, only a state_in that carries a graph is compared)."""
         if s.state_in is None or s.state_out is None:
