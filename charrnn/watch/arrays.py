@@ -104,8 +104,11 @@ class CharLoss:
     def __init__(self, V: int | None):
         self.V = V
         self.probs: bool | None = None
+        self.pick: int | None = None  # which flattening of ambiguous (B, T) targets the loss used, once known
 
-    def of(self, scores: Any, targets: Any) -> float | None:
+    def of(self, scores: Any, targets: Any, reported: float | None = None, factors: tuple = ()) -> float | None:
+        """The cross-entropy; `reported` (the loop's loss) and the bookkeeping `factors` it may carry tell
+        an ambiguous flattening of the targets: the one the loop used makes reported / ce exact."""
         s = to_tensor(scores)
         axis = vocab_axis(tuple(s.shape), self.V)
         if axis is None:
@@ -121,7 +124,15 @@ class CharLoss:
                 self.probs = bool(s2.min() >= 0 and s2.max() <= 1 and (s2.sum(-1) - 1).abs().max() < 1e-3)
             if len(t) == 1:
                 return float(self._nll(s2, t[0]))
-            return float(min(self._nll(s2, c) for c in t))  # the alignment the loss used scores lower
+            if self.pick is not None:
+                return float(self._nll(s2, t[self.pick]))
+            ces = [float(self._nll(s2, c)) for c in t]
+        exact = [i for i, ce in enumerate(ces) if reported is not None and ce > 0 and reported / ce > 0 and
+                 any(abs(math.log(reported / ce / k)) < 1e-4 for k in (1.0, *factors))]
+        if len(exact) == 1:
+            self.pick = exact[0]
+            return ces[self.pick]
+        return min(ces)  # a model that has learned anything scores its own alignment lower
 
     def _nll(self, s2: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.probs:

@@ -229,6 +229,11 @@ class UpdateRatio:
         if self.last[fastest] < UPDATE_LOW:
             self.check.explained_by = failing(w, "watch.loss_scale") if (w.factor or 1) < 1 else None
             if self.last[fastest] == 0:
+                if all(not g for g, m in zip(nm.g, nm.matrices) if m):
+                    return self.check.state(s.n, "fail", values, f"no weight changed over the last {UPDATE_WINDOW} steps, "
+                                            "and their gradients are zero: the loss does not reach them",
+                                            "look for a .detach(), .data, .item() or numpy() between the weights and the "
+                                            "loss, inputs that are all zeros, or requires_grad=False")
                 return self.check.state(s.n, "fail", values, "no weight changed between calls over the last "
                                         f"{UPDATE_WINDOW} steps{lr}", "call optimizer.step() (or params -= lr * grads) "
                                         "every step, and give the optimizer model.parameters()")

@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable
 
 from charrnn.core.errors import CharRNNError
+from charrnn.diagnose.scale import known_factors
 from charrnn.watch import arrays
 from charrnn.watch.checks import Flat, GradSpike, LossScale, NonFinite, Step, UpdateRatio
 from charrnn.watch.output import MetricsFile, channel, finding_line, table
@@ -101,7 +102,7 @@ class Watch:
         scale = self.observers["watch.loss_scale"]
         log_step = self.metrics is not None and self.steps % self.metrics.every == 0
         if logits is not None and targets is not None and (not scale.decided or log_step):
-            s.ce = self.ce.of(logits, targets)
+            s.ce = self.ce.of(logits, targets, s.loss, self._factor_values(targets))
         elif logits is not None and scale.check.status == "not checked":
             scale.check.enable = "targets= next to logits="
         if targets is not None:
@@ -127,6 +128,16 @@ class Watch:
         if s.B and s.T:
             self.chars += s.B * s.T
         return s
+
+    def _factor_values(self, targets: Any) -> tuple[float, ...]:
+        """The bookkeeping factors a loss over these targets may carry (B, T from their shape, as a guess)."""
+        if self.ce.pick is not None:
+            return ()
+        shape = tuple(arrays.to_tensor(targets).shape)
+        if len(shape) != 2:
+            return ()
+        found = known_factors(shape[0], shape[1], self.dataset_size, per="step", vocab_size=self.V)
+        return tuple(f.value for f in found)
 
     def _log(self, s: Step, new: list[dict]) -> None:
         ratio = self.observers["watch.update_ratio"].window
