@@ -78,12 +78,13 @@ class Params:
         if self.torch:
             return self._measure_torch(g)
         values = [np.asarray(p) for p in self.tensors]
-        pn = [float(np.sqrt(np.vdot(v, v).real)) for v in values]
-        gn = [None if x is None else float(np.sqrt(np.vdot(a := np.asarray(x), a).real)) for x in g]
-        dn = None
-        if self.prev is not None and len(self.prev) == len(values):
-            dn = [float(np.sqrt(np.vdot(a := v - q, a).real)) if v.shape == q.shape else math.nan
-                  for v, q in zip(values, self.prev)]
+        with np.errstate(invalid="ignore", over="ignore"):  # an inf weight is reported by watch.nonfinite, not here
+            pn = [float(np.sqrt(np.vdot(v, v).real)) for v in values]
+            gn = [None if x is None else float(np.sqrt(np.vdot(a := np.asarray(x), a).real)) for x in g]
+            dn = None
+            if self.prev is not None and len(self.prev) == len(values):
+                dn = [float(np.sqrt(np.vdot(a := v - q, a).real)) if v.shape == q.shape else math.nan
+                      for v, q in zip(values, self.prev)]
         self.prev = [v.copy() for v in values]
         return Norms(self.names, pn, gn, dn, self.matrices)
 
