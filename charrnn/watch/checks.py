@@ -33,6 +33,7 @@ FACTOR_TOL = 1.02  # one step's ratio is exact: a factor explains it within 2% (
 SIZE_ROUNDING = 0.01  # an inferred len(training_set) is an integer to within this (float32 ratios are exact to 1e-6)
 UNEXPLAINED = 1.1  # a ratio off by more than this that no factor explains is a warning (regularisation terms are smaller)
 CONFIRM = 2  # steps in a row that must agree before a scale is certain
+DRIFT_AFTER = 30  # steps of a ratio that changes all the time: the loss does not follow the logits
 DECIDE_AFTER = 20  # a ratio within UNEXPLAINED of 1 for this many steps is accepted (an extra loss term)
 UPDATE_WINDOW, UPDATE_EVERY = 20, 25  # the update ratio is judged every 25 steps on the last 20
 UPDATE_LOW, UPDATE_HIGH = 1e-4, 0.3  # the fastest weight below this: nothing moves; the typical one above this: unstable
@@ -122,7 +123,8 @@ class LossScale:
         r = s.loss / s.ce
         self.ratios.append(r)
         self.seen += 1
-        if self.seen >= DECIDE_AFTER and 0 < r and abs(math.log(r)) <= math.log(UNEXPLAINED):
+        steady = max(self.ratios) / min(self.ratios) < 1.05 if min(self.ratios) > 0 else False
+        if self.seen >= DECIDE_AFTER and steady and 0 < r and abs(math.log(r)) <= math.log(UNEXPLAINED):
             self.factor = float(np.median(self.ratios))
             self.check.ok(s.n, f"the reported loss is {self.factor:.4g} x the per-character cross-entropy: a small extra "
                           "term (regularisation?), no bookkeeping factor")
@@ -157,13 +159,18 @@ class LossScale:
             others = "; the numbers cannot tell it from " + "; ".join(m.label.split(":")[0] for m in match[1:]) if len(match) > 1 else ""
             return self.check.state(s.n, "fail", values, f"{where}: factor {f.value:.4g} = {f.label}{others}",
                                     f.advice + _gradient_note(f.value, w))
-        spread = max(self.ratios) / min(self.ratios)
-        if abs(math.log(r)) > math.log(UNEXPLAINED) and spread < 1.05 and len(self.ratios) > CONFIRM:
+        if abs(math.log(r)) > math.log(UNEXPLAINED) and steady and len(self.ratios) > CONFIRM:
             self.factor = r
             return self.check.state(s.n, "warn", values, f"{where}, steadily, and no bookkeeping factor of this loop "
                                     f"(B = {s.B}, T = {s.T}, len(dataset) = {w.dataset_size}) explains it",
                                     "report the mean NLL over the batch's characters (cross_entropy(logits.reshape(-1, V), "
                                     "targets.reshape(-1))); pass dataset_size=len(training_set) to test that factor too")
+        if self.seen >= DRIFT_AFTER:
+            return self.check.state(s.n, "warn", values, f"{where}, and the ratio keeps changing (the last three: "
+                                    f"{', '.join(f'{x:.3g}' for x in self.ratios)}): the reported loss does not follow "
+                                    "these logits and targets", "pass the logits and targets the loss is computed from, "
+                                    "in the same order (a (T·B, V) output needs d2l's y = Y.T.reshape(-1)); if they are, "
+                                    "the loss is not a cross-entropy of them")
         return None
 
 
