@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 import time
 import warnings
@@ -109,13 +108,11 @@ class MetricsFile:
 
 
 def _plain(x: Any) -> Any:
-    """JSON-ready: numpy numbers to floats, inf / NaN kept as JSON's Infinity / NaN."""
+    """JSON-ready: numpy and torch scalars to Python numbers (inf / NaN stay, as JSON's Infinity / NaN)."""
     if isinstance(x, dict):
         return {k: _plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
     if hasattr(x, "item") and not isinstance(x, (str, bytes)):
         return x.item()
-    if isinstance(x, float) and math.isnan(x):
-        return x
     return x
