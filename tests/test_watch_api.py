@@ -272,3 +272,25 @@ def test_an_update_ratio_the_loss_scale_explains_is_not_stated_twice():
     assert w.findings[0]["values"]["factor"] == pytest.approx(1 / 2000) and "SGD" in w.findings[0]["advice"]
     ratio = w.checks["watch.update_ratio"]
     assert ratio.status == "fail" and "explained by watch.loss_scale" in ratio.summary
+
+
+def test_targets_that_are_not_what_the_loss_used_are_named():
+    """The loop passes the inputs as targets= (its loss uses the real targets): the ratio of the reported
+    loss to the cross-entropy it is compared with drifts as the model learns, and the watch says so."""
+    torch.manual_seed(0)
+    model = Tiny()
+    opt = torch.optim.Adam(model.parameters(), 3e-2)
+    w = charrnn.watch(model, optimizer=opt, vocab_size=V, output=None)
+    data = torch.arange(B * (40 * T + 1)).reshape(B, -1) % V  # a periodic text: learned within a few steps
+    state = None
+    for k in range(40):
+        x, y = data[:, k * T:(k + 1) * T], data[:, k * T + 1:(k + 1) * T + 1]
+        logits, state = model(x, state)
+        loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        state = state.detach()
+        w.step(loss, logits=logits, targets=x)  # the bug is in the watch call: x, not y
+    assert [f["id"] for f in w.findings] == ["watch.loss_scale"] and w.findings[0]["status"] == "warn"
+    assert "does not follow these logits and targets" in w.findings[0]["message"]

@@ -173,3 +173,21 @@ def test_the_lr_finding_names_the_learning_rate_and_the_ratio():
     f = run("lr_small", 100).findings[0]
     assert f["values"]["lr"] == pytest.approx(1e-3)
     assert f["values"]["typical"] < 1e-4 and "raise the learning rate" in f["advice"]
+
+
+def test_the_example_prints_the_finding_the_readme_shows(tmp_path, caplog):
+    """examples/watch_d2l_loop.py, as in README "Watch your own loop", on the tests' pseudo-English."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "watch_d2l_loop.py"
+    spec = importlib.util.spec_from_file_location("_watch_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    text = tmp_path / "text.txt"
+    text.write_text(make_text(20000), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="charrnn.watch"):
+        example.main(["--text", str(text), "--bug", "sum_T_over_B", "--steps", "3", "--hidden", "16"])
+    lines = [r.message for r in caplog.records]
+    assert lines[0].startswith("watch.loss_scale fail at step 2:") and "factor 35 = T = 35" in lines[0]
+    assert lines[-1].startswith("charrnn.watch after 3 steps:")
