@@ -218,10 +218,10 @@ BUGS = [
     Bug("rundir-stale-temps-kept", "charrnn/training/rundir.py", 'STALE_TEMPS = ".*.pt.*.tmp"', 'STALE_TEMPS = ".*.pt.tmp"',
         "the temp file of a save killed mid-way is never removed", ("tests/test_failures.py",)),
     # diagnose --log and gradcheck --user
-    Bug("diaglog-partial-batch", "charrnn/diagnose/log.py", "nb = math.ceil(size / B)", "nb = size // B",
+    Bug("diaglog-partial-batch", "charrnn/diagnose/scale.py", "nb = math.ceil(size / B)", "nb = size // B",
         "diagnose --log's len(dataset) factor forgets the last partial batch", ("tests/test_diagnose_log.py",)),
-    Bug("diaglog-sum-t-factor", "charrnn/diagnose/log.py", "found.append(Factor(T, f\"T = {T}",
-        "found.append(Factor(T - 1, f\"T = {T}", "diagnose --log's summed-over-T factor is T - 1",
+    Bug("diaglog-sum-t-factor", "charrnn/diagnose/scale.py", "return Factor(T, f\"T = {T}",
+        "return Factor(T - 1, f\"T = {T}", "diagnose --log's summed-over-T factor is T - 1",
         ("tests/test_diagnose_log.py",)),
     Bug("usergrad-scale-inverted", "charrnn/gradcheck/findings.py", "k = float(u @ d / (d @ d))", "k = float(u @ d / (u @ u))",
         "gradcheck --user names the inverse of the gradient's scale factor", ("tests/test_usergrad.py",)),
@@ -286,6 +286,33 @@ BUGS = [
     # ---- export (issue 23): entries go below this line ----
 
     # ---- watch (issue 24): entries go below this line ----
+    Bug("diaglog-val-yardstick-ignored", "charrnn/diagnose/log.py",
+        "found = explaining(first / ref, ([NO_FACTOR] if val_ref else []) + inside)", "found = explaining(first / ref, inside)",
+        "diagnose --log gives an unstable run's train curve a factor although val, per character, sits at its level",
+        ("tests/test_diagnose_log.py",), "smooth_train or instability"),
+    Bug("watch-ratio-inverted", "charrnn/watch/checks.py", "r = s.loss / s.ce", "r = s.ce / s.loss",
+        "watch.loss_scale compares the cross-entropy with the loss the wrong way round (names 1/T for a loss summed over T)",
+        ("tests/test_watch_torch.py",), "summed_loss_factor"),
+    Bug("watch-contiguity-first-column", "charrnn/watch/state.py", "cont = prev_y[:, -1] == s.x[:, 0]",
+        "cont = prev_y[:, 0] == s.x[:, 0]", "the watch cannot see that sequential batches continue each other",
+        ("tests/test_watch_train.py",), "state_policy"),
+    Bug("watch-graph-not-checked", "charrnn/watch/state.py",
+        "if s.state_in_graph and carried is not None and carried.all():",
+        "if s.state_in_graph and carried is not None and carried.all() and s.n > 100:",
+        "a state_in that still carries the previous batch's graph is not flagged", ("tests/test_watch_torch.py",), "no_detach"),
+    Bug("watch-writes-the-users-weights", "charrnn/watch/params.py", "torch._foreach_copy_(self.prev, ps)",
+        "torch._foreach_copy_(ps, self.prev)", "the watch's snapshot is copied into the user's weights",
+        ("tests/test_watch_api.py",), "changes_no_tensor"),
+    Bug("watch-probabilities-as-logits", "charrnn/watch/arrays.py",
+        "self.probs = bool(s2.min() >= 0 and s2.max() <= 1 and (s2.sum(-1) - 1).abs().max() < 1e-3)", "self.probs = False",
+        "softmax outputs of a NumPy loop are read as logits", ("tests/test_watch_numpy.py", "tests/test_watch_api.py"),
+        "healthy or cross_entropy_it_compares"),
+    Bug("watch-floor-in-bits", "charrnn/watch/checks.py", "return float(-(p * np.log(p)).sum()), \"the unigram",
+        "return float(-(p * np.log2(p)).sum()), \"the unigram", "watch.flat's unigram floor in bits against a loss in nats",
+        ("tests/test_watch_api.py",), "ignores_its_inputs"),
+    Bug("watch-update-low-too-low", "charrnn/watch/checks.py", "UPDATE_LOW, UPDATE_HIGH = 1e-4, 0.3",
+        "UPDATE_LOW, UPDATE_HIGH = 1e-6, 0.3", "a learning rate 1000x too small goes unnoticed", ("tests/test_watch_torch.py",),
+        "lr_small"),
 
 ]
 

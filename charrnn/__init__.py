@@ -30,6 +30,7 @@ order data flows through them (each imports only from the ones above it in this 
                 server, curves and pictures
     gradcheck/  the engine's gradient check, the user's, and what a failure means
     diagnose/   why a loss is flat or rising: checks on a trained model, and on a learner's own log
+    watch/      checks inside a learner's own training loop (charrnn.watch), and train --watch
     charrnn/__init__.py   this Python API, over every stage above
     cli/        the `charrnn` command: parsing and rendering only
     presets/    the YAML recipes `train --preset` reads
@@ -43,7 +44,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "Trained", "diagnose_model", "load", "train", "__version__"]
+__all__ = ["Model", "Trained", "diagnose_model", "load", "train", "watch", "__version__"]
 
 
 def load(target: str | Path, device: str = "cpu", impl: str | None = None) -> "Model":
@@ -201,3 +202,15 @@ class Model:
 
         opts = ProbeOptions(signals=tuple(signals), **{"device": str(self.subject.device), **options})
         return probe(self.path, text, opts)
+
+
+def watch(*args, **kwargs):
+    """Checks inside your own training loop, NumPy or PyTorch, that name the bug while it trains.
+
+        w = charrnn.watch(model, optimizer=opt, vocab_size=V)     # or charrnn.watch(params=params_dict)
+        w.step(loss, logits=logits, targets=y, state_in=h0, state_out=h, inputs=x)
+
+    Returns a `charrnn.watch.core.Watch` (see its docstring and README "Watch your own loop")."""
+    from charrnn.watch.core import watch as _watch
+
+    return _watch(*args, **kwargs)

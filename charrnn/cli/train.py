@@ -73,6 +73,7 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end.", rich_help_panel="Reporting"),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Log scalars and samples for TensorBoard to RUN/tensorboard (needs 'charrnn[tensorboard]').", rich_help_panel="Reporting"),
     tensorboard_dir: Optional[Path] = typer.Option(None, "--tensorboard-dir", help="Write the TensorBoard logs here instead (implies --tensorboard).", rich_help_panel="Reporting"),
+    watch: bool = typer.Option(False, "--watch", help="Run charrnn.watch's checks on this loop (loss scale, update ratio, gradient spikes, non-finite values, state carried or reset against the batches); each finding is a warning, the table a note at the end.", rich_help_panel="Reporting"),
 ):
     from charrnn.cli.progress import TrainDisplay
     from charrnn.core.config import merge_options, preset_names
@@ -92,8 +93,13 @@ def train(
         from charrnn.training.tensorboard import TensorBoardLogger
 
         board = TensorBoardLogger(tensorboard_dir)  # fails here, before training, if the extra is missing
+    extra = []
+    if watch:  # the watch's subscriber, handed to the engine (training never imports the watch)
+        from charrnn.watch.subscriber import TrainWatch
+
+        extra = [TrainWatch]
     try:
-        summary = run_training(options, resume=resume, on_event=fan_out(display, board))
+        summary = run_training(options, resume=resume, on_event=fan_out(display, board), subscribers=extra)
     finally:
         if board is not None:
             board.close()

@@ -25,6 +25,7 @@ Its rooms, downstream first:
     `numpy_model`     a user's NumPy model behind the torch interface
     `subjects`        what is diagnosed (checkpoint, factory) and the runner
     `training_log`, `log`    `diagnose --log`: a learner's own training log, read and judged
+    `scale`           the factor search (T, B, B·T, len(dataset), ...) shared by `log` and `charrnn.watch`
 
 The engine returns data and never prints; `charrnn.cli.app` renders the report.
 """

@@ -31,6 +31,7 @@ import numpy as np
 from charrnn.core.vocab import read_text
 from charrnn.diagnose.context import Check
 from charrnn.diagnose.measure import unigram_entropy
+from charrnn.diagnose.scale import MATCH_TOL, Factor, explaining, known_factors
 from charrnn.diagnose.subjects import Diagnosis
 from charrnn.diagnose.training_log import TrainingLog, read_log
 from charrnn.core.errors import CharRNNError
@@ -39,7 +40,6 @@ SECTION = ("log", "Training log")
 
 FIRST_LOW = 0.25  # x ln V: a first logged per-character loss below this is implausibly low (bookkeeping) ...
 FIRST_HIGH = 2.0  # ... and above this it is not per character (an untrained model scores about ln V)
-MATCH_TOL = 1.5  # a factor explains a ratio when they agree within this factor; factors closer to 1 are invisible
 SCALE_RATIO = 2.0  # at their first common point train and val agree within this factor (before any overfitting)
 SMOOTH_RISE = 0.05  # a level above ln V is blamed on a factor only when the curve never rises more than 5% between points
 ABOVE_UNIFORM = 1.1  # x ln V: a per-character loss ending above this is worse than guessing uniformly
@@ -76,13 +76,6 @@ class LogOptions:
             raise CharRNNError("--vocab-size must be at least 2")
 
 
-@dataclass(frozen=True)
-class Factor:
-    value: float  # recorded = value x per-character loss
-    label: str  # what the number is and which mistake makes it
-    advice: str = ""  # the fix, in terms of the user's loop
-
-
 def _vocab(options: LogOptions) -> tuple[int, float | None]:
     """V, and the unigram entropy of --text (None without it)."""
     if options.text is None:
@@ -100,61 +93,9 @@ def _vocab(options: LogOptions) -> tuple[int, float | None]:
 # factors
 
 
-_SUM_T = "average the cross-entropy over the time steps too: divide each sequence's summed loss by T, or take the mean over all B·T characters of the batch (flatten the (B, T, V) logits to (B·T, V) before the loss)"
-_SUM_B = "average over the sequences of the batch too: divide the batch's loss by B, so that it is the mean over its B·T characters"
-_SUM_BT = "use the mean over the batch's characters (reduction='mean'), or divide the summed loss by B·T"
-_LEN_DATASET = "divide the epoch's sum of batch losses by the number of batches, len(train_loader), or better sum NLL x characters per batch and divide by the characters scored; never by len(training_set)"
-_DOUBLE = "divide the summed NLL once, by the characters scored; a loss that is already a mean needs no further division"
-
-
-def known_factors(options: LogOptions, size: int | None) -> list[Factor]:
-    """The bookkeeping factors a per-character loss can be multiplied by in a loop with these B, T and
-    len(dataset), the commonest mistake first (it wins when the log cannot tell two apart); equal values
-    merged, values too close to 1 to be seen left out."""
-    B, T = options.batch_size, options.seq_len
-    found: list[Factor] = []
-    if T:
-        found.append(Factor(T, f"T = {T}: the loss is summed over each sequence's characters, not averaged", _SUM_T))
-    if B:
-        if size:
-            nb = math.ceil(size / B)
-            found.append(Factor(nb / size, f"batches / len(dataset) = {nb}/{size}: the epoch's summed batch losses are divided "
-                                           "by len(dataset) (sequences) instead of by the number of batches", _LEN_DATASET))
-        else:
-            found.append(Factor(1 / B, f"1/B = 1/{B}: the epoch's summed batch losses are divided by len(dataset) (sequences) "
-                                       "instead of by the number of batches", _LEN_DATASET))
-    if B and T:
-        found.append(Factor(B * T, f"B·T = {B * T}: the loss is summed over every character of a batch (reduction='sum')", _SUM_BT))
-    if B:
-        found.append(Factor(B, f"B = {B}: the loss is summed over the sequences of a batch, not averaged", _SUM_B))
-    if B and T:
-        found.append(Factor(T / B, f"T/B = {T}/{B}: the loss is summed over each sequence and the epoch divided by len(dataset)",
-                            _SUM_T + "; and " + _LEN_DATASET))
-        found.append(Factor(1 / (B * T), f"1/(B·T) = 1/{B * T}: a per-character mean divided again by the characters in a batch", _DOUBLE))
-    if T:
-        found.append(Factor(1 / T, f"1/T = 1/{T}: a per-character mean divided again by T", _DOUBLE))
-    merged: dict[float, Factor] = {}
-    for f in found:
-        if abs(math.log(f.value)) < math.log(MATCH_TOL):
-            continue
-        key = next((k for k in merged if abs(math.log(k / f.value)) < 1e-9), None)
-        if key is None:
-            merged[f.value] = f
-        else:
-            merged[key] = Factor(key, merged[key].label + "; or " + f.label, merged[key].advice)
-    return list(merged.values())
-
-
-def explaining(ratio: float, factors: list[Factor], target: float = 1.0) -> list[Factor]:
-    """Factors k with ratio / k within MATCH_TOL of `target`, the best first: the closest, except that a
-    commoner mistake (earlier in `factors`) wins over one the numbers cannot tell it from."""
-    miss = {f: abs(math.log(ratio / f.value / target)) for f in factors}
-    close = sorted((f for f in factors if miss[f] < math.log(MATCH_TOL)), key=miss.__getitem__)
-    if not close:
-        return []
-    tied = [f for f in close if miss[f] - miss[close[0]] < math.log(MATCH_TOL)]
-    best = min(tied, key=factors.index)
-    return [best] + [f for f in close if f is not best]
+def _factors(options: LogOptions, size: int | None) -> list[Factor]:
+    """The epoch-level factors of this loop (see `charrnn.diagnose.scale.known_factors`)."""
+    return known_factors(options.batch_size, options.seq_len, size)
 
 
 def _first(curve: np.ndarray | None) -> tuple[int, float] | None:
@@ -168,11 +109,21 @@ def _series(curve: np.ndarray | None) -> list[float | None] | None:
     return None if curve is None else [float(v) for v in curve]
 
 
-def _level_factors(first: float, lnV: float, factors: list[Factor], ref: float) -> list[Factor]:
-    """Factors that bring a first point outside [FIRST_LOW, FIRST_HIGH] x ln V back inside, the one closest
-    to `ref` (a per-character val loss at that point, else ln V) first."""
+NO_FACTOR = Factor(1.0, "1: the loss is per character")
+
+
+def _level_factors(first: float, lnV: float, factors: list[Factor], val_ref: float | None) -> list[Factor]:
+    """Factors that bring a first point outside [FIRST_LOW, FIRST_HIGH] x ln V back inside, the likeliest
+    first. `val_ref` is the val loss at that point when val is per character: it measures where the
+    per-character level is, so the factors are ranked against it rather than ln V, and "no factor" is a
+    candidate too, the commonest: train that close to val is per character however far from ln V (an
+    unstable run's level is real)."""
     inside = [f for f in factors if FIRST_LOW <= first / f.value / lnV <= FIRST_HIGH]
-    return explaining(first / ref, inside) or sorted(inside, key=lambda f: abs(math.log(first / f.value / ref)))
+    ref = val_ref or lnV
+    found = explaining(first / ref, ([NO_FACTOR] if val_ref else []) + inside)
+    if found and found[0] is NO_FACTOR:
+        return []
+    return [f for f in found if f is not NO_FACTOR] or sorted(inside, key=lambda f: abs(math.log(first / f.value / ref)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -183,8 +134,9 @@ def _check(cid: str, status: str, values: dict, message: str, advice: str = "") 
     return Check(cid, SECTION[0], status, values, message, advice)
 
 
-def _curve_scale(name: str, curve: np.ndarray, lnV: float, factors: list[Factor], ref: float) -> tuple[str, Factor | None, dict, str, str]:
-    """One curve's verdict: (status, factor or None, values, message, advice)."""
+def _curve_scale(name: str, curve: np.ndarray, lnV: float, factors: list[Factor],
+                 val_ref: float | None) -> tuple[str, Factor | None, dict, str, str]:
+    """One curve's verdict: (status, factor or None, values, message, advice). val_ref: see _level_factors."""
     first = _first(curve)
     finite = curve[np.isfinite(curve)]
     values = {"first": first[1] if first else None, "first_over_ln_vocab": first[1] / lnV if first else None,
@@ -210,8 +162,11 @@ def _curve_scale(name: str, curve: np.ndarray, lnV: float, factors: list[Factor]
     if side == "above" and rise > SMOOTH_RISE:  # a bookkeeping factor scales a smooth curve; this one jumps
         return ("ok", None, values, f"{where}, and the curve itself jumps up by {100 * rise:.0f}% between two points: a real "
                 "per-character loss that blew up (instability, see log.trend), not bookkeeping", "")
-    matches = _level_factors(first[1], lnV, factors, ref)
+    matches = _level_factors(first[1], lnV, factors, val_ref)
     if not matches:
+        if side == "above" and val_ref is not None and abs(math.log(first[1] / val_ref)) < math.log(MATCH_TOL):
+            return ("ok", None, values, f"{where}, far above where an untrained model starts, but val is {val_ref:.4g} at the "
+                    "same point, per character: the same scale, so a real per-character loss, i.e. instability (see log.trend)", "")
         if side == "above":
             return ("ok", None, values,
                     f"{where}, far above where an untrained model starts, and no bookkeeping factor of this loop (T, B, B·T, "
@@ -235,11 +190,11 @@ def check_scale(log: TrainingLog, lnV: float, options: LogOptions) -> tuple[Chec
     found, parts, advice, statuses = {}, [], [], []
     values: dict = {"ln_vocab": lnV}
     for name, (curve, size) in reversed(curves.items()):  # val first: when it is per character it is train's yardstick
-        ref = lnV
-        if name == "train" and "val" in found and found["val"] is None and _first(curve) and _first(log.val):
+        val_ref = None
+        if name == "train" and statuses == ["ok"] and found["val"] is None and _first(curve) and _first(log.val):
             i = _first(curve)[0]
-            ref = float(log.val[i]) if np.isfinite(log.val[i]) and log.val[i] > 0 else _first(log.val)[1]
-        status, factor, v, msg, adv = _curve_scale(name, curve, lnV, known_factors(options, size), ref)
+            val_ref = float(log.val[i]) if np.isfinite(log.val[i]) and log.val[i] > 0 else _first(log.val)[1]
+        status, factor, v, msg, adv = _curve_scale(name, curve, lnV, _factors(options, size), val_ref)
         if name == "train" and factor and found.get("val") and found["val"].value == factor.value:
             parts[0] = f"val starts at {_first(log.val)[1]:.4g}: the same factor {factor.value:.4g}"
         found[name] = factor
@@ -277,8 +232,8 @@ def check_train_val(log: TrainingLog, factors: dict[str, Factor | None], options
                        "unstable cannot be compared with the other at one point, so no scale is claimed (see log.trend)",
                        "make training stable first (log.trend), then compare train and val"), div)
     if abs(math.log(corrected)) > math.log(SCALE_RATIO):  # log.scale did not explain the gap: try the factors on it
-        cands = [Factor(1 / f.value, "train: " + f.label) for f in known_factors(options, options.train_size)]
-        cands += [Factor(f.value, "val: " + f.label) for f in known_factors(options, options.val_size)]
+        cands = [Factor(1 / f.value, "train: " + f.label) for f in _factors(options, options.train_size)]
+        cands += [Factor(f.value, "val: " + f.label) for f in _factors(options, options.val_size)]
         match = explaining(corrected, cands)
         if not match:
             values["val_over_train_corrected"] = corrected
@@ -294,7 +249,7 @@ def check_train_val(log: TrainingLog, factors: dict[str, Factor | None], options
     if abs(math.log(factor)) < 1e-9:
         return _check(cid, "ok", values, f"{where}: train and val on one scale"), div
     name = "train" if abs(math.log(div["train"])) >= abs(math.log(div["val"])) else "val"
-    label = next((f.label for f in known_factors(options, options.train_size if name == "train" else options.val_size)
+    label = next((f.label for f in _factors(options, options.train_size if name == "train" else options.val_size)
                   if abs(math.log(f.value / div[name])) < 1e-9), f"{div[name]:.4g}")
     values |= {"factor": factor, "corresponds_to": f"{name}: {label}"}
     return (_check(cid, "fail", values,

@@ -34,7 +34,7 @@ import contextlib
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -96,8 +96,11 @@ def build_configs(options: dict[str, Any], resume: str | None = None,
     return mcfg, TrainConfig(**train_kw), ck
 
 
-def train(options: dict[str, Any], resume: str | None = None, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) one training run described by flat `options`; returns a summary dict."""
+def train(options: dict[str, Any], resume: str | None = None, on_event: Callable[[Event], None] | None = None,
+          subscribers: Sequence[Callable[[Trainer], Callable[[Event], None]]] = ()) -> dict[str, Any]:
+    """Run (or resume) one training run described by flat `options`; returns a summary dict.
+    `subscribers`: factories called with the Trainer once the run is set up; what they return sees every
+    event before the standard subscribers do (e.g. `charrnn.watch.subscriber.TrainWatch`)."""
     emit = on_event or (lambda e: None)
     # a checkpoint to fine-tune from is read once: for its configs here and for its weights in _train
     init = load(options["init_from"]) if options.get("init_from") and resume is None else None
@@ -106,13 +109,13 @@ def train(options: dict[str, Any], resume: str | None = None, on_event: Callable
         torch.set_num_threads(cfg.threads)
     ddp = distributed.setup(cfg.device, cfg.batch_size)  # None unless torchrun started several processes
     try:
-        return _train(mcfg, cfg, ck, init, emit if ddp is None or ddp.is_main else (lambda e: None), ddp)
+        return _train(mcfg, cfg, ck, init, emit if ddp is None or ddp.is_main else (lambda e: None), ddp, subscribers)
     finally:
         distributed.teardown(ddp)
 
 
 def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, init: Checkpoint | None,
-           emit: Callable[[Event], None], ddp: distributed.DistContext | None) -> dict[str, Any]:
+           emit: Callable[[Event], None], ddp: distributed.DistContext | None, extra: Sequence = ()) -> dict[str, Any]:
     """Set the run up, hold its directory while the loop runs, and summarise it. ck: the checkpoint
     being resumed; init: the one being fine-tuned from (never both)."""
     device = ddp.device if ddp else resolve_device(cfg.device)
@@ -143,8 +146,7 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, init: Che
                 rundir.truncate_metrics(run_dir / "metrics.jsonl", tr.run.step)
             effective = {**{k: v for k, v in to_dict(mcfg).items() if k != "vocab_size"}, **to_dict(cfg), "corpus": cfg.corpus or corpus.name}
             rundir.write_config(run_dir, effective)
-        subscribers = default_subscribers(tr, emit)
-        tr.subscribers.extend(subscribers)
+        tr.subscribers.extend([make(tr) for make in extra] + default_subscribers(tr, emit))
         try:
             tr.publish("start", _start_data(tr, resumed=ck is not None))
             interrupted = run_loop(tr)
