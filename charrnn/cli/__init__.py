@@ -2,7 +2,8 @@
 
 Its rooms: `app` (the Typer commands and `main()`, which turns a `CharRNNError` into one line and an exit
 code), `render` (every table and line the commands print, built from engine reports) and `progress` (the
-training display). Nothing outside this package imports typer or rich, and nothing imports it.
+training display); `export` is the `charrnn export` command. Nothing outside this package imports typer
+or rich, and nothing imports it.
 """
 
 from charrnn.cli.app import main

@@ -25,6 +25,7 @@ from charrnn import __version__
 from charrnn.cli import render
 from charrnn.core.config import DEFAULT_EPOCHS, ModelConfig, TrainConfig
 from charrnn.core.errors import EXIT_INTERNAL, CharRNNError
+from charrnn.cli.export import export_command
 
 def _debug() -> bool:
     return os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
@@ -834,6 +835,9 @@ def _serve_explore(ckpt, text, split_name, max_chars, host, port, device, impl, 
         console.print("stopped")
     finally:
         server.server_close()
+
+
+app.command("export")(export_command)
 
 
 def main(argv: list[str] | None = None) -> None:
