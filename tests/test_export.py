@@ -265,3 +265,26 @@ def test_both_engines_export_the_same_bundle(tmp_path):
     ba, bb = bundle(a), bundle(b)
     assert ba.arrays.keys() == bb.arrays.keys()
     assert all(np.array_equal(ba.arrays[k], bb.arrays[k]) for k in ba.arrays)
+
+
+@pytest.mark.slow
+def test_the_sampler_runs_alone_with_charrnn_and_torch_unimportable(tmp_path):
+    """The copied program's command line, in a fresh interpreter that cannot import charrnn or torch,
+    prints what `charrnn sample -t 0` prints, the prefix preprocessed as the model's corpus was."""
+    import subprocess
+
+    ckpt = make_checkpoint(tmp_path / "c.pt", chars=tuple(" abcdefghijklmnopqrstuvwxyz"), preprocessing={"letters_only": True},
+                           model="lstm", layers=2, hidden=16, embed=5)
+    sampler = export(ckpt, "numpy", tmp_path / "np").files[1]
+    prefix = "The Time-Machine,\n by H. G. Wells"
+    blocked = ("import runpy, sys; sys.modules['charrnn'] = sys.modules['torch'] = None; "
+               "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-c", blocked, str(sampler), "-p", prefix, "-t", "0", "-n", "300"],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == greedy_cli(ckpt, prefix, 300) + "\n"
+    assert r.stdout.startswith("the time machineby h g wells")  # d2l joins the lines with nothing
+    bad = subprocess.run([sys.executable, str(sampler), "-p", "42 Ω", "-n", "5"], capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip() == "charrnn_sampler: error: the prefix has character(s) the model never saw: 'ω'"
