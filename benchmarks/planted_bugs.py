@@ -243,6 +243,37 @@ BUGS = [
     # ---- serve (issue 22): entries go below this line ----
 
     # ---- export (issue 23): entries go below this line ----
+    Bug("onnx-gru-reset-is-update", "charrnn/export/to_onnx.py", 'r = g.op("Sigmoid", g.op("Add", ir, hr))',
+        'r = g.op("Sigmoid", g.op("Add", iz, hz))', "the ONNX GRU's reset gate reads the update gate's weights",
+        ("tests/test_export.py",), "onnx and logits"),
+    Bug("onnx-lstm-forget-is-input", "charrnn/export/to_onnx.py", 'g.op("Mul", g.op("Sigmoid", f), c)',
+        'g.op("Mul", g.op("Sigmoid", i), c)', "the ONNX LSTM keeps its cell through the input gate, not the forget gate",
+        ("tests/test_export.py",), "onnx and greedy"),
+    Bug("sampler-gru-gates-swapped", "charrnn/export/charrnn_sampler.py", "return (1.0 - z) * n + z * h  # (H,)",
+        "return z * n + (1.0 - z) * h  # (H,)", "the NumPy sampler's GRU keeps the candidate where it should keep the old state",
+        ("tests/test_export.py",), "numpy_sampler_greedy"),
+    Bug("sampler-top-k-one-more", "charrnn/export/charrnn_sampler.py", "kth = np.sort(z)[-top_k]",
+        "kth = np.sort(z)[-top_k - 1]", "the NumPy sampler's top-k keeps k + 1 characters",
+        ("tests/test_export.py",), "top_k"),
+    Bug("sampler-letters-only-joins-with-space", "charrnn/export/charrnn_sampler.py",
+        'return "".join(_NON_LETTERS.sub(" ", line).strip().lower() for line in text.splitlines())',
+        'return " ".join(_NON_LETTERS.sub(" ", line).strip().lower() for line in text.splitlines())',
+        "the NumPy sampler prepares a letters-only prefix unlike the training text (lines joined by a space)",
+        ("tests/test_export.py",), "preprocesses"),
+    Bug("export-temp-left-behind", "charrnn/export/bundle.py", "            Path(tmp).unlink(missing_ok=True)\n",
+        "            pass\n", "a failed export leaves its temporary file behind", ("tests/test_export.py",), "failed_write"),
+    Bug("web-lstm-output-gate-is-forget", "charrnn/export/page.html", "h[j] = o * Math.tanh(c[j]);",
+        "h[j] = f * Math.tanh(c[j]);", "the web page's LSTM shows its cell through the forget gate",
+        ("tests/test_export_browser.py",), "greedy and lstm"),
+    Bug("web-draw-skips-id-0", "charrnn/export/page.html", "for (let i = 0; i < cums.length; i++) if (cums[i] > u) return i;",
+        "for (let i = 1; i < cums.length; i++) if (cums[i] > u) return i;",
+        "the web page's inverse-CDF draw never returns character 0 (its mass goes to character 1)",
+        ("tests/test_export_browser.py",), "seeded and gru"),
+    Bug("web-half-writes-float32", "charrnn/export/to_web.py", 'a.astype("<f2" if half else "<f4")', 'a.astype("<f4")',
+        "--half labels float32 bytes as float16", ("tests/test_export_browser.py",), "half"),
+    Bug("web-seed-ignored", "charrnn/export/page.html", "mulberry32(opts.seed ?? Math.floor(Math.random() * 4294967296))",
+        "mulberry32(Math.floor(Math.random() * 4294967296))", "the web page's seed does not make a sample repeatable",
+        ("tests/test_export_browser.py",), "seeded and rnn"),
 
     # ---- watch (issue 24): entries go below this line ----
 
