@@ -9,7 +9,8 @@ characters, characters per second of batch-1 greedy generation after a 40-charac
     torch        charrnn.generate.sample.generate, what `charrnn sample -t 0` runs (no printing)
     onnxruntime  the exported graph, stepped by charrnn_sampler.generate through OnnxModel
                  (both at torch's default thread count, then both at 1 thread: "1t")
-    numpy        the exported charrnn_sampler.py's CharModel
+    numpy        the exported charrnn_sampler.py's CharModel, OpenBLAS on one thread: on this busy machine a
+                 batch-1 512-wide matvec split over two threads measured as slow as a tenth of one thread's
     web          the exported page in headless Chromium, Generate pressed, its own chars/s read back
 
 Rounds interleave the formats and keep each one's best (on a shared machine the best of a few runs is
@@ -20,8 +21,11 @@ the absolute numbers are only as steady as the machine.
 
 from __future__ import annotations
 
-import argparse
 import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's matvecs on one core, like the web page (see below)
+
+import argparse
 import platform
 import shutil
 import sys
