@@ -10,7 +10,7 @@ import typer
 def export_command(
     ckpt: str = typer.Argument(..., metavar="RUN", help="A run directory (its best.pt, else last.pt) or a .pt file."),
     fmt: str = typer.Option(..., "--format", "-f", metavar="onnx|numpy|web",
-                            help="onnx: a one-step graph for onnxruntime (needs charrnn[export]); numpy: OUT/model.npz "
+                            help="onnx: a one-step graph for onnxruntime (needs charrnn\\[export]); numpy: OUT/model.npz "
                                  "and OUT/charrnn_sampler.py, NumPy only; web: one HTML page that generates in the browser."),
     out: Path = typer.Option(..., "--out", "-o", help="The file to write (a directory for --format numpy)."),
     half: bool = typer.Option(False, "--half", help="--format web: float16 weights, half the page's size."),

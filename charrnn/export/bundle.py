@@ -73,7 +73,7 @@ def bundle(target: str | Path) -> Bundle:
         # what `charrnn sample` does to a prefix (Preprocessing.prefix), and what an empty one starts from
         "preprocessing": {"lowercase": pre.lowercase, "letters_only": pre.letters_only},
         "seed_char": seed_char(ck.vocab),
-        "source": str(ck.path),
+        "source": f"{Path(ck.path).parent.name}/{Path(ck.path).name}",  # run and file, not the local path
     }
     return Bundle(arrays, meta)
 

@@ -47,7 +47,7 @@ def page_data(b: Bundle, half: bool = False) -> dict:
 def render(b: Bundle, half: bool = False) -> str:
     template = resources.files("charrnn.export").joinpath("page.html").read_text(encoding="utf-8")
     m = b.meta
-    title = f"{m['layers']}x{m['hidden']} {m['cell'].upper()} from {Path(m['source']).parent.name or m['source']}"
+    title = f"{m['layers']}x{m['hidden']} {m['cell'].upper()} from {m['source']}"
     payload = json.dumps(page_data(b, half), ensure_ascii=False).replace("</", "<\\/")  # no text may close the script
     return template.replace("__TITLE__", html.escape(title)).replace("__DATA__", payload)
 
