@@ -98,8 +98,9 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_files_atomic(directory: Path, files: dict[str, bytes]) -> list[Path]:
-    """Write several files into `directory` all or nothing: they are written into a fresh temporary
-    directory beside it first, then renamed into place (the whole directory when it did not exist)."""
+    """Write several files into `directory`: all of them into a fresh temporary directory beside it
+    first, then renamed into place, the whole directory at once when it did not exist (all or nothing),
+    else file by file (each rename atomic: no file is ever half-written)."""
     if directory.exists() and not directory.is_dir():
         raise CharRNNError(f"--out {directory} is a file; this format writes a directory")
     tmpdir = None

@@ -30,5 +30,5 @@ def sampler_source() -> bytes:
 
 
 def export_numpy(b: Bundle, out: str | Path) -> list[Path]:
-    """Write OUT/model.npz and OUT/charrnn_sampler.py (all or nothing); returns their paths."""
+    """Write OUT/model.npz and OUT/charrnn_sampler.py (see write_files_atomic); returns their paths."""
     return write_files_atomic(Path(out), {"model.npz": npz_bytes(b), SAMPLER: sampler_source()})
