@@ -288,3 +288,17 @@ def test_the_sampler_runs_alone_with_charrnn_and_torch_unimportable(tmp_path):
     bad = subprocess.run([sys.executable, str(sampler), "-p", "42 Ω", "-n", "5"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip() == "charrnn_sampler: error: the prefix has character(s) the model never saw: 'ω'"
+
+
+def test_numpy_export_into_an_existing_directory_replaces_only_its_files(checkpoints, tmp_path):
+    out = tmp_path / "np"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "model.npz").write_bytes(b"an older export")
+    r = cli("export", checkpoints["gru"], "--format", "numpy", "--out", out)
+    assert f"wrote {out / 'model.npz'} (" in r.stdout and f"python {out / 'charrnn_sampler.py'}" in r.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["charrnn_sampler.py", "model.npz", "notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine"
+    with np.load(out / "model.npz", allow_pickle=False) as npz:
+        assert json.loads(str(npz["meta"]))["cell"] == "gru"
+    assert [p.name for p in tmp_path.iterdir()] == ["np"]  # no temporary directory left beside it
