@@ -124,7 +124,7 @@ def measure(name: str, fields: dict, chars: int, web_chars: int, rounds: int, we
     d = tmp / name
     d.mkdir()
     ckpt = make_run(d, fields)
-    files = {"checkpoint": ckpt,
+    files = {"weights .pt": ckpt,
              "onnx": export(ckpt, "onnx", d / "model.onnx").files[0],
              "npz": export(ckpt, "numpy", d / "numpy").files[0],
              "web": export(ckpt, "web", d / "page.html").files[0],
@@ -196,7 +196,7 @@ def report(results: dict) -> None:
         print(f"| {name} | " + " | ".join(cells) + f" | {s['onnxruntime'] / s['torch']:.2f} | {s['onnxruntime 1t'] / s['torch 1t']:.2f} |")
     print(f"(greedy characters per second, batch 1, best of the rounds; torch and onnxruntime at {torch.get_num_threads()} "
           "threads, then at 1 (1t); numpy and the web page use one core)\n")
-    files = ["checkpoint", "onnx", "npz", "web", "web --half"]
+    files = ["weights .pt", "onnx", "npz", "web", "web --half"]
     print("| model | " + " | ".join(files) + " |")
     print("|---" * (len(files) + 1) + "|")
     for name, r in results.items():
