@@ -203,7 +203,7 @@ def test_gate_saturation_shares_match_torch_lstm_gates():
     """grad.saturation's shares (through charrnn.analysis.activations.record) against the gates recomputed here
     from nn.LSTM's own weights, step by step."""
     from charrnn.core.config import ModelConfig
-    from charrnn.diagnose.measure import SIGMOID_SAT, TANH_SAT, saturation
+    from charrnn.diagnose.measure_grad import SIGMOID_SAT, TANH_SAT, saturation
     from charrnn.core.models import CharRNN
 
     torch.manual_seed(0)
