@@ -270,7 +270,7 @@ def check_curves(ctx: Context) -> Verdict:
     return Verdict(status, values, "; ".join(f[1] for f in ordered), "; ".join(dict.fromkeys(f[2] for f in ordered)))
 
 
-@check("loss.worked_example")
+@check("loss.worked_example", symptom_of=("state.shape", "state.call_independence"))
 def check_worked_example(ctx: Context) -> Verdict:
     """What this run would report under the two classic bookkeeping mistakes."""
     scored = ctx.reset_vs_carry

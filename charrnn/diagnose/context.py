@@ -324,7 +324,10 @@ def link_symptoms(checks: list[Check]) -> None:
     for c in checks:
         if c.status not in ("warn", "fail") and not (c.status == "skip" and "error" in c.values):
             continue
-        failed = [r for r in roots.get(c.id, ()) if r in by_id and by_id[r].status == "fail" and r not in c.message]
+        candidates = roots.get(c.id, ())
+        if c.values.get("raised_by") == "user":  # a state in the wrong layout breaks whichever call is fed it next
+            candidates = tuple(dict.fromkeys(("state.shape",) + tuple(candidates)))
+        failed = [r for r in candidates if r in by_id and by_id[r].status == "fail" and r not in c.message]
         if not failed:
             continue
         names = " and ".join(failed)
