@@ -169,6 +169,67 @@ class NoSingleSteps(BareState):
         return super().forward(X, state)
 
 
+# ------------------------------------------------------------- the 2nd edition (d2l-zh, chapter 8.5)
+
+
+def get_params(vocab_size, num_hiddens, device):
+    num_inputs = num_outputs = vocab_size
+
+    def normal(shape):
+        return torch.randn(size=shape, device=device) * 0.01
+
+    W_xh, W_hh, b_h = normal((num_inputs, num_hiddens)), normal((num_hiddens, num_hiddens)), torch.zeros(num_hiddens)
+    W_hq, b_q = normal((num_hiddens, num_outputs)), torch.zeros(num_outputs, device=device)
+    params = [W_xh, W_hh, b_h, W_hq, b_q]
+    for param in params:
+        param.requires_grad_(True)
+    return params
+
+
+def init_rnn_state(batch_size, num_hiddens, device):
+    return (torch.zeros((batch_size, num_hiddens), device=device),)
+
+
+def rnn(inputs, state, params):
+    W_xh, W_hh, b_h, W_hq, b_q = params
+    H, = state
+    outputs = []
+    for X in inputs:
+        H = torch.tanh(torch.mm(X, W_xh) + torch.mm(H, W_hh) + b_h)
+        Y = torch.mm(H, W_hq) + b_q
+        outputs.append(Y)
+    return torch.cat(outputs, dim=0), (H,)
+
+
+class RNNModelScratch:
+    """The 2nd edition's model: not an nn.Module, its parameters a list, logits (T*B, V) time-major."""
+
+    def __init__(self, vocab_size, num_hiddens, device, get_params, init_state, forward_fn):
+        self.vocab_size, self.num_hiddens = vocab_size, num_hiddens
+        self.params = get_params(vocab_size, num_hiddens, device)
+        self.init_state, self.forward_fn = init_state, forward_fn
+
+    def __call__(self, X, state):
+        X = F.one_hot(X.T, self.vocab_size).type(torch.float32)
+        return self.forward_fn(X, state, self.params)
+
+    def begin_state(self, batch_size, device):
+        return self.init_state(batch_size, self.num_hiddens, device)
+
+
+class Chapter8(RNNModelScratch):
+    """The adapter for it: logits back to (B, T, V), the vocabulary attached."""
+
+    def __init__(self, vocab, hidden=16):
+        super().__init__(len(vocab), hidden, "cpu", get_params, init_rnn_state, rnn)
+        self.vocab = vocab
+
+    def __call__(self, X, state):
+        Y, state = super().__call__(X, state)
+        B, T = X.shape
+        return Y.view(T, B, -1).transpose(0, 1), state
+
+
 def model_for(cls, vocab, hidden=16, seed=0):
     torch.manual_seed(seed)
     return cls(RNNLMScratch(RNNScratch(len(vocab), hidden), len(vocab)), list(vocab))

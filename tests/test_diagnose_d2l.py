@@ -86,6 +86,17 @@ def test_healthy_adapters_in_both_state_shapes_pass(cls, trained, text_file):
     assert not any(c.status == "skip" and "error" in c.values for c in report.checks)
 
 
+def test_the_2nd_editions_model_with_its_params_list_is_measured_whole(text_file):
+    torch.manual_seed(0)
+    vocab = sorted(set(text_file.read_text(encoding="utf-8")))
+    checks = _checks(diagnose_model(d2l.Chapter8(vocab), text_file, OPTS))
+    for cid in ("state.shape", "state.row_independence", "state.call_independence"):
+        assert checks[cid].status == "ok", checks[cid].message
+    assert checks["grad.bptt_norms"].status != "skip", checks["grad.bptt_norms"].message
+    assert list(checks["grad.spectral_radius"].values["matrices"]) == ["params[1]"]  # W_hh: as wide as the state
+    assert not any(c.status == "skip" and "error" in c.values for c in checks.values())
+
+
 @pytest.mark.parametrize("cls, row", [(d2l.LastRow, "(16,)"), (d2l.FirstRow, "(16,)"), (d2l.RowMean, "(16,)"),
                                       (d2l.Flattened, "(48,)")], ids=["last", "first", "mean", "flattened"])
 def test_a_state_that_loses_its_batch_axis_fails_state_shape_and_heads_the_report(cls, row, trained, text_file):
