@@ -316,3 +316,11 @@ def test_a_wrong_shape_stays_wrong_in_float32(bigram):
     assert {"float32", "shape"} <= ids(report)
     assert {t.name: t.result for t in report.tensors} == {"W": "fail", "b": "not concluded"}
     assert "1 of 2 tensors wrong (W)" in report.outcome()
+
+
+def test_outcome_is_the_clis_closing_line_for_a_real_failure():
+    """report.outcome() is the line the CLI closes with (app.py may print it as it is)."""
+    spec = f"{EXAMPLES / 'buggy.py'}:c_prev"
+    result = runner.invoke(app, ["gradcheck", "--user", spec, "--seq-len", str(SEQ)])
+    assert result.exit_code == 1
+    assert result.stderr.strip().endswith(check(spec).outcome())

@@ -119,7 +119,7 @@ class UserGradReport:
             parts.append(f"{len(wrong)} of {len(self.tensors)} tensors wrong ({', '.join(wrong)})")
         if open_:
             parts.append(f"{len(open_)} of {len(self.tensors)} not concluded: your code computes in float32")
-        return f"gradcheck --user FAILED ({what}): " + "; ".join(parts or ["no tensor compared"])
+        return f"gradcheck --user FAILED ({what}): " + "; ".join(parts or [f"0 of {len(self.tensors)} tensors wrong"])
 
     def to_dict(self) -> dict:
         return {"verdict": self.verdict,
