@@ -111,7 +111,7 @@ def check_spectral_radius(ctx: Context) -> Verdict:
 def _bptt_growth(ctx: Context) -> tuple[float | None, str]:
     """The largest growth of ||dL/dh|| through time, or None and why it is not available."""
     if ctx.is_numpy:
-        return None, "that needs a PyTorch model (grad.bptt_norms)"
+        return None, "it needs a PyTorch model: grad.bptt_norms"
     try:
         if not ctx.state_layout["same_layout"]:
             return None, "the returned state is not in begin_state's layout: state.shape"

@@ -332,5 +332,7 @@ def link_symptoms(checks: list[Check]) -> None:
             continue
         names = " and ".join(failed)
         c.message += f" (likely a symptom of {names}, which failed: see there first)"
-        c.advice = f"fix {names} first, then run diagnose again" + (f"; {c.advice}" if c.advice and c.advice != "nothing to do" else "")
+        if not all(r in c.advice for r in failed):
+            rest = f"; {c.advice}" if c.advice and c.advice != "nothing to do" else ""
+            c.advice = f"fix {names} first, then run diagnose again{rest}"
         c.values["symptom_of"] = failed
