@@ -239,3 +239,25 @@ def test_cli_charrnn_debug_shows_the_learners_frames(tmp_path, text_file):
                           "--text", str(text_file)], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode != 0
     assert f'File "{STYLE}"' in out.stderr and "state, = state" in out.stderr  # the learner's frame, shown
+
+
+def test_blame_reads_frames_not_file_names(tmp_path):
+    """A notebook cell is the user's; a file of the user's inside a folder named charrnn is theirs too; a
+    frame of the installed charrnn package is ours."""
+    from charrnn.core.userfile import blame
+    from charrnn.diagnose import measure
+
+    def raised_in(filename: str) -> BaseException:
+        scope: dict = {}
+        exec(compile("def f():\n    raise KeyError('k')\n", filename, "exec"), scope)
+        try:
+            scope["f"]()
+        except KeyError as e:
+            return e
+
+    folder = tmp_path / "charrnn"
+    folder.mkdir()
+    assert blame(raised_in("<ipython-input-3-abc>")).party == "user"
+    assert blame(raised_in(str(folder / "model.py"))).party == "user"
+    b = blame(raised_in(measure.__file__))
+    assert b.party == "charrnn" and b.where().startswith("measure.py:2")

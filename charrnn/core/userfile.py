@@ -55,10 +55,10 @@ def is_charrnn(filename: str) -> bool:
 
 def is_library(filename: str) -> bool:
     """torch, NumPy, d2l and the standard library: code neither the user nor charrnn wrote here."""
+    if filename.startswith("<"):  # <frozen importlib._bootstrap>: the interpreter's; <ipython-input-3>: the user's
+        return filename.startswith("<frozen")
     path = _resolved(filename)
-    if path is None:
-        return True  # <frozen importlib._bootstrap>, <string>: the interpreter's own
-    if path.is_relative_to(_PACKAGE):
+    if path is None or path.is_relative_to(_PACKAGE):
         return False
     return (any(part in ("site-packages", "dist-packages") for part in path.parts)
             or any(path.is_relative_to(lib) for lib in _STDLIB))
