@@ -278,6 +278,29 @@ BUGS = [
         ("tests/test_api.py",), "preset"),
 
     # ---- diagnose and gradcheck on code nobody here wrote (issue 20): entries go below this line ----
+    Bug("diag-row0-only", "charrnn/diagnose/measure_state.py", "return list(dict.fromkeys([0, rows - 1, middle]))",
+        "return [0]", "row independence perturbs row 0 only: the last row's state given to all passes",
+        ("tests/test_diagnose_d2l.py",), "one_rows_state"),
+    Bug("diag-shape-never-compared", "charrnn/diagnose/measure_state.py", '"same_layout": not diffs,',
+        '"same_layout": True,', "a returned state in another layout than begin_state's passes",
+        ("tests/test_diagnose_d2l.py",), "loses_its_batch_axis"),
+    Bug("diag-blames-user-for-charrnn", "charrnn/core/userfile.py", 'return Blame("charrnn", f, inside)',
+        'return Blame("user", f, inside)', "an exception raised in charrnn's own code is reported as the model's",
+        ("tests/test_diagnose_d2l.py",), "inside_charrnn"),
+    Bug("diag-debug-hides-user-frames", "charrnn/diagnose/context.py", 'f"{_unpack_hint(ctx, e)}") from e',
+        'f"{_unpack_hint(ctx, e)}") from None', "CHARRNN_DEBUG=1 stops inside charrnn: the user's frames are hidden",
+        ("tests/test_diagnose_d2l.py",), "bare_state_unpacked"),
+    Bug("diag-radius-inherits-skip", "charrnn/diagnose/checks_grad.py",
+        'return None, f"the measurement raised {type(e).__name__}: see grad.bptt_norms"', "raise",
+        "the spectral radius is skipped whenever the gradient measurement fails, though it needs only the weights",
+        ("tests/test_diagnose_d2l.py",), "learners_forward"),
+    Bug("diag-symptom-unlinked", "charrnn/diagnose/context.py", "        if not failed:\n            continue",
+        "        if True:\n            continue", "a symptom check no longer points back to its failed root cause",
+        ("tests/test_diagnose_d2l.py",), "flattened"),
+    Bug("usergrad-float32-rows-fail", "charrnn/gradcheck/user.py",
+        'row.passed, row.result, row.wrong_at, row.wrong_from = False, "not concluded", [], None',
+        'row.passed, row.result = False, "fail"', "gradcheck --user marks float32 rows FAIL while its finding says "
+        "nothing can be concluded", ("tests/test_usergrad.py",), "float32"),
 
     # ---- a newcomer's first run (issue 21): entries go below this line ----
 

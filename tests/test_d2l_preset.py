@@ -19,9 +19,8 @@ def test_d2l_9_5_preset_is_the_books_recipe():
     assert (mcfg.model, mcfg.hidden, mcfg.embed, mcfg.init_std) == ("rnn", BOOK["num_hiddens"], 0, BOOK["sigma"])
     assert (cfg.seq_len, cfg.lr, cfg.clip, cfg.optimizer) == (BOOK["num_steps"], BOOK["lr"], BOOK["clip"], "sgd")
     assert cfg.sampling == "random" and cfg.state_policy() == "reset"  # shuffled windows, a zero state each batch
-    # the book trains on the windows starting at 0 .. 9,999 (characters 0 .. 10,031) and validates on the next 5,000
-    ids = np.arange(cfg.max_chars)
-    train, val, _ = split(ids, cfg.val_frac, cfg.test_frac)
+    # the book trains on the windows starting at 0 .. 9,999 (characters 0 .. 10,031), validates on the next 5,000
+    train, val, _ = split(np.arange(cfg.max_chars), cfg.val_frac, cfg.test_frac)
     assert len(train) == BOOK["train_windows"] + BOOK["num_steps"] and len(val) == BOOK["val_windows"]
     # one batch per epoch whatever the epoch's random offset, so the epochs are the book's 1,000 steps
     batches = Batches(train, cfg.batch_size, cfg.seq_len, cfg.sampling, seed=cfg.seed)

@@ -33,7 +33,7 @@ from conftest import require_shared_corpora
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "timemachine.txt"
 IDS = ["loss.recorded_match", "loss.batch_invariance", "loss.baselines", "loss.ngram_yardstick", "loss.curves",
        "loss.worked_example", "loss.trained_horizon",
-       "state.row_independence", "state.call_independence", "state.reset_vs_carry", "state.warmup",
+       "state.shape", "state.row_independence", "state.call_independence", "state.reset_vs_carry", "state.warmup",
        "state.memory_horizon", "grad.bptt_norms", "grad.spectral_radius", "grad.saturation", "grad.training_record"]
 OPTS = DiagnoseOptions(max_chars=8000, seed=0)
 

@@ -203,7 +203,7 @@ def test_gate_saturation_shares_match_torch_lstm_gates():
     """grad.saturation's shares (through charrnn.analysis.activations.record) against the gates recomputed here
     from nn.LSTM's own weights, step by step."""
     from charrnn.core.config import ModelConfig
-    from charrnn.diagnose.measure import SIGMOID_SAT, TANH_SAT, saturation
+    from charrnn.diagnose.measure_grad import SIGMOID_SAT, TANH_SAT, saturation
     from charrnn.core.models import CharRNN
 
     torch.manual_seed(0)
@@ -244,3 +244,16 @@ def test_charrnn_debug_shows_where_a_user_model_raised(example, text_file, monke
     monkeypatch.setenv("CHARRNN_DEBUG", "1")
     with pytest.raises(ValueError, match="batch of one"):
         diagnose_model(NoBatchOfOne("".join(sorted(set(text)))), text_file, OPTS)
+
+
+def test_every_symptom_of_kept_state_points_back_to_it(text_file):
+    """A model keeping its state on self: whatever else warns or fails (the gradient norms, the carry and
+    warm-up profiles, the baselines) names state.call_independence as the root to fix first."""
+    vocab = sorted(set(text_file.read_text(encoding="utf-8")))
+    report = diagnose_model(KeptState(vocab).eval(), text_file, OPTS)
+    bad = [c for c in report.checks if c.status in ("warn", "fail") and c.id != "state.call_independence"]
+    assert bad, "kept state left no symptom to link"
+    for c in bad:
+        if c.id == "grad.spectral_radius":
+            continue  # read from the weights alone: not a symptom of kept state
+        assert "state.call_independence" in c.message, (c.id, c.message)

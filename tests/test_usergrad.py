@@ -261,3 +261,66 @@ def test_cli_bad_spec_and_foreign_flags():
     assert "--model" in error_line(["--user", str(EXAMPLES / "torch_rnn.py"), "--model", "lstm"])
     with pytest.raises(CharRNNError):
         UserGradOptions("x.py", seq_len=0)
+
+
+D2L_AUTOGRAD = '''"""gradcheck --user on d2l 1.0's RNNLMScratch as it is: autograd, float32 (one_hot and the zero state)."""
+import torch
+import torch.nn.functional as F
+from tests.d2l_style import RNNLMScratch, RNNScratch
+
+torch.manual_seed(0)
+V = 6
+model = RNNLMScratch(RNNScratch(V, 5, sigma=0.3), V)
+vocab_size = V
+
+
+def params():
+    return dict(model.named_parameters())
+
+
+def loss_and_grads(p, inputs, targets):
+    with torch.no_grad():
+        for name, q in model.named_parameters():
+            q.copy_(p[name])  # into the float32 model d2l builds
+            q.grad = None
+    logits = model(torch.tensor([inputs]))
+    loss = F.cross_entropy(logits.reshape(-1, V), torch.tensor(targets), reduction="sum")
+    loss.backward()
+    return loss, {name: q.grad for name, q in model.named_parameters()}
+'''
+
+
+def test_float32_autograd_code_is_not_concluded_in_the_table_as_in_the_finding(tmp_path):
+    from rich.console import Console
+
+    from charrnn.cli.render import user_gradcheck_table
+
+    path = tmp_path / "d2l_autograd.py"
+    path.write_text(D2L_AUTOGRAD)
+    report = check(str(path), seq_len=3)
+    assert ids(report) == {"float32"} and not report.concluded
+    assert [t.result for t in report.tensors] == ["not concluded"] * 5
+    assert all(t.wrong_from is None and not t.wrong_at for t in report.tensors)
+    console = Console(record=True, width=200)
+    console.print(user_gradcheck_table(report))
+    shown = console.export_text()
+    assert shown.count("not concluded") == 5 and "FAIL" not in shown
+    assert "5 of 5 not concluded: your code computes in float32" in report.outcome()
+    assert "wrong" not in report.outcome()
+    rows = report.to_dict()["tensors"]
+    assert {r["result"] for r in rows} == {"not concluded"}
+
+
+def test_a_wrong_shape_stays_wrong_in_float32(bigram):
+    report = check(bigram("FLAT = True\nDTYPE = np.float32\n"), seq_len=3)
+    assert {"float32", "shape"} <= ids(report)
+    assert {t.name: t.result for t in report.tensors} == {"W": "fail", "b": "not concluded"}
+    assert "1 of 2 tensors wrong (W)" in report.outcome()
+
+
+def test_outcome_is_the_clis_closing_line_for_a_real_failure():
+    """report.outcome() is the line the CLI closes with (app.py may print it as it is)."""
+    spec = f"{EXAMPLES / 'buggy.py'}:c_prev"
+    result = runner.invoke(app, ["gradcheck", "--user", spec, "--seq-len", str(SEQ)])
+    assert result.exit_code == 1
+    assert result.stderr.strip().endswith(check(spec).outcome())

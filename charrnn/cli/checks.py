@@ -75,10 +75,7 @@ def _gradcheck_user(spec: str, seq_len: Optional[int], seed: int, samples: Optio
     for line in render.user_gradcheck_report(spec, opts, report):
         console.print(line)
     if report.verdict == "fail":
-        bad = [t.name for t in report.tensors if not t.passed]
-        what = ", ".join(f.id for f in report.findings) or "out of tolerance"
-        raise CharRNNError(f"gradcheck --user FAILED ({what}): {len(bad)} of {len(report.tensors)} tensors wrong"
-                           + (f" ({', '.join(bad)})" if bad else ""), exit_code=1)
+        raise CharRNNError(report.outcome(), exit_code=1)
     console.print(f"gradcheck --user passed: every tensor within tolerance at T = {', '.join(map(str, opts.lengths))}")
 
 

@@ -15,6 +15,7 @@ from rich.text import Text
 
 STATUS_COLOUR = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 PASS, FAIL = "[green]PASS[/]", "[bold red]FAIL[/]"
+NOT_CONCLUDED = "[yellow]not concluded[/]"  # gradcheck --user on float32 code (issue 20)
 
 
 def _table(columns: list[str], right: list[str], title: str | None = None, no_wrap: bool = False,
@@ -39,12 +40,14 @@ def gradcheck_table(report) -> Table:
 
 
 def user_gradcheck_table(report) -> Table:
-    """`charrnn gradcheck --user`: one row per tensor of the user's parameters."""
+    """`charrnn gradcheck --user`: one row per tensor of the user's parameters; a row the float32 finding
+    leaves open reads "not concluded", not FAIL (issue 20)."""
     table = _table(["tensor", "shape"], ["abs err", "rel err", "abs tol", "n", "wrong from", "result"], no_wrap=True)
     for t in report.tensors:
         err = (f"{t.max_abs:.1e}", f"{t.max_rel:.1e}") if t.max_abs is not None else ("-", "-")
         table.add_row(escape(t.name), "x".join(map(str, t.shape)) or "()", *err, f"{t.abs_tol:.0e}", str(t.checked),
-                      f"T = {t.wrong_from}" if t.wrong_from else "-", PASS if t.passed else FAIL)
+                      f"T = {t.wrong_from}" if t.wrong_from else "-",
+                      PASS if t.passed else NOT_CONCLUDED if t.result == "not concluded" else FAIL)
     return table
 
 

@@ -12,15 +12,19 @@ Three sections, each a set of checks with stable ids (see README, "diagnose"):
     loss   normalisation: recomputed vs recorded val loss, batch-partition invariance, baselines
            (uniform, unigram), the recorded curves, a worked example of the classic mistakes, the
            trained horizon (the training loop's loss against `charrnn eval`'s)
-    state  hidden-state reset: call independence, row independence, reset vs carry (against the run's
-           sampling scheme x state policy), warm-up profile, memory horizon
+    state  hidden-state reset: the returned state's layout against begin_state's, row independence (first,
+           last and a middle row), call independence, reset vs carry (against the run's sampling scheme x
+           state policy), warm-up profile, memory horizon
     grad   gradient health: ||dL/dh_t|| against distance, spectral radius of the recurrent matrices,
            saturated units, the recorded gradient norms / clipping / learning rate
 
 Its rooms, downstream first:
 
-    `measure`         tensors in, plain numbers out, no judgement
-    `context`         report types, the check registry, Context (measurements shared by checks, made once)
+    `measure`         tensors in, plain numbers out, no judgement: the state as data, text layouts, losses
+    `measure_state`   the returned state's layout, row and call independence
+    `measure_grad`    ||dL/dh_t|| through time, recurrent matrices and their spectra, saturation
+    `context`         report types, the check registry, Context (measurements shared by checks, made once),
+                      the blame of a measurement that raised, symptoms linked to their root cause
     `checks_loss`, `checks_state`, `checks_grad`    the checks, each registered once with its id
     `numpy_model`     a user's NumPy model behind the torch interface
     `subjects`        what is diagnosed (checkpoint, factory) and the runner

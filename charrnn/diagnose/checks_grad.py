@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from charrnn.diagnose import measure as m
+from charrnn.diagnose import measure_grad as mg
 from charrnn.diagnose.context import Context, Verdict, at_positions, check, worst
 
 GRAD_EXPLODE = 1e3  # ||dL/dh|| grows by more than this over the window: exploding (fail) ...
@@ -27,8 +27,13 @@ SPIKE_RATIO = 100.0  # a recorded grad norm 100x the median
 ADAM_LR_HIGH = 1e-2
 
 
-@check("grad.bptt_norms", needs_torch=True)
+@check("grad.bptt_norms", needs_torch=True, symptom_of=("state.shape", "state.call_independence"))
 def check_bptt_norms(ctx: Context) -> Verdict:
+    layout = ctx.state_layout
+    if not layout["same_layout"]:
+        return Verdict("skip", {"differences": layout["differences"]},
+                       "not measured: ||dL/dh_t|| is read row by row from the state forward returns, which is not in "
+                       f"begin_state's layout ({'; '.join(layout['differences'])}; state.shape)", "fix state.shape first")
     res = ctx.gradient_norms
     norms = res["norms"]
     values: dict[str, Any] = {"length": res["length"], "rows": res["rows"]}
@@ -68,28 +73,29 @@ def check_bptt_norms(ctx: Context) -> Verdict:
 
 @check("grad.spectral_radius")
 def check_spectral_radius(ctx: Context) -> Verdict:
-    mats, kind = m.recurrent_matrices(ctx.model)
+    """From the weights alone; the measured growth through time (grad.bptt_norms) judges a radius above 1
+    when it could be measured, and is reported as missing when it could not."""
+    mats, kind = mg.recurrent_matrices(ctx.model)
     if not mats:
-        return Verdict("skip", {}, "no recurrent matrix found (a square 2-D parameter named like *hh*, e.g. W_hh)")
-    radii = m.spectral_radii(mats)
+        return Verdict("skip", {}, "no recurrent matrix found (a square 2-D parameter named like *hh*, e.g. W_hh, or as "
+                       "wide as the state)")
+    radii = mg.spectral_radii(mats)
     values: dict[str, Any] = {"kind": kind, "matrices": radii}
     top_name = max(radii, key=lambda k: radii[k]["spectral_radius"])
     top = radii[top_name]["spectral_radius"]
     values["max_spectral_radius"] = top
     listing = ", ".join(f"{k} {v['spectral_radius']:.2f}" for k, v in radii.items())
-    if ctx.is_numpy:  # no autograd: the radius alone, without the measured growth that judges it
-        values["bptt_max_growth"] = None
+    growth, why_not = _bptt_growth(ctx)
+    values["bptt_max_growth"] = growth
+    if growth is None:  # the radius alone, without the measured growth that judges it
         expands = "can expand along its top eigenvector" if top > RADIUS_WARN else "is contracting"
         return Verdict("ok", values, f"largest spectral radius {top:.2f} ({listing}): the linearised recurrence {expands}; "
-                       "whether gradients grow needs a PyTorch model (grad.bptt_norms)", "nothing to do")
-    norms = ctx.gradient_norms["norms"]
-    growth = norms.max() / norms[0] if float(norms[0]) > 0 else torch.tensor(0.0)
-    values["bptt_max_growth"] = float(growth)
-    if kind in ("rnn", "user") and top > RADIUS_WARN and float(growth) > 1.0:
+                       f"whether gradients grow was not measured ({why_not})", "nothing to do")
+    if kind in ("rnn", "user") and top > RADIUS_WARN and growth > 1.0:
         return Verdict("warn", values,
                       f"spectral radius {top:.2f} > 1 ({top_name}): the linearised recurrence expands along its top eigenvector, "
                       "so gradients can explode unless tanh saturation holds them back (see grad.bptt_norms)",
-                      "keep --clip on; if grad.bptt_norms grows, lower --lr or re-initialise W_hh with spectral radius below 1")
+                      f"keep --clip on; if grad.bptt_norms grows, lower --lr or re-initialise {top_name} with spectral radius below 1")
     if kind in ("rnn", "user") and top > RADIUS_WARN:
         return Verdict("ok", values, f"spectral radius {top:.2f} > 1 ({top_name}), but the measured gradients do not grow "
                       "through time (grad.bptt_norms): tanh saturation holds the expansion back", "nothing to do")
@@ -102,9 +108,22 @@ def check_spectral_radius(ctx: Context) -> Verdict:
                   f"({listing})", "nothing to do")
 
 
-@check("grad.saturation")
+def _bptt_growth(ctx: Context) -> tuple[float | None, str]:
+    """The largest growth of ||dL/dh|| through time, or None and why it is not available."""
+    if ctx.is_numpy:
+        return None, "it needs a PyTorch model: grad.bptt_norms"
+    try:
+        if not ctx.state_layout["same_layout"]:
+            return None, "the returned state is not in begin_state's layout: state.shape"
+        norms = ctx.gradient_norms["norms"]
+    except Exception as e:  # reported, and blamed, by grad.bptt_norms itself
+        return None, f"the measurement raised {type(e).__name__}: see grad.bptt_norms"
+    return (float(norms.max() / norms[0]) if float(norms[0]) > 0 else 0.0), ""
+
+
+@check("grad.saturation", symptom_of=("state.shape", "state.call_independence"))
 def check_saturation(ctx: Context) -> Verdict:
-    res = m.saturation(ctx.model, ctx.ids, ctx.device)
+    res = mg.saturation(ctx.model, ctx.ids, ctx.device)
     shares = {k: v for k, v in res["shares"].items() if v is not None}
     values = res
     # The units whose slope every gradient through time passes: a tanh RNN's h, an LSTM's cell input g,

@@ -109,7 +109,7 @@ def check_recorded(ctx: Context) -> Verdict:
     return Verdict(status, values, message, advice)
 
 
-@check("loss.batch_invariance", cause=2)
+@check("loss.batch_invariance", cause=2, symptom_of=("state.call_independence", "state.row_independence"))
 def check_batch_invariance(ctx: Context) -> Verdict:
     T = min(ctx.seq_len, 64, (len(ctx.ids) - 1) // 2)
     n_windows = 24
@@ -136,7 +136,7 @@ def check_batch_invariance(ctx: Context) -> Verdict:
                   "over dim 0), no state shared between rows; see state.row_independence")
 
 
-@check("loss.baselines")
+@check("loss.baselines", symptom_of=("state.shape", "state.call_independence"))
 def check_baselines(ctx: Context) -> Verdict:
     scored = ctx.reset_vs_carry
     V = ctx.subject.vocab_size
@@ -167,7 +167,7 @@ def check_baselines(ctx: Context) -> Verdict:
     return Verdict("ok", values, f"{base}: the model uses context, {tail}", "nothing to do")
 
 
-@check("loss.ngram_yardstick")
+@check("loss.ngram_yardstick", symptom_of=("state.shape", "state.call_independence"))
 def check_ngram_yardstick(ctx: Context) -> Verdict:
     """The model's per-character loss against an interpolated Kneser-Ney 3-gram on the same characters,
     fitted on the run's training split, or, for a model without one (--model-factory), on the first half
@@ -270,7 +270,7 @@ def check_curves(ctx: Context) -> Verdict:
     return Verdict(status, values, "; ".join(f[1] for f in ordered), "; ".join(dict.fromkeys(f[2] for f in ordered)))
 
 
-@check("loss.worked_example")
+@check("loss.worked_example", symptom_of=("state.shape", "state.call_independence"))
 def check_worked_example(ctx: Context) -> Verdict:
     """What this run would report under the two classic bookkeeping mistakes."""
     scored = ctx.reset_vs_carry

@@ -1,11 +1,13 @@
 """Hidden-state checks of `charrnn diagnose`: is the state per row, per call, and used as trained?
 
-    state.row_independence   state.call_independence   state.reset_vs_carry   state.warmup
+    state.shape   state.row_independence   state.call_independence   state.reset_vs_carry   state.warmup
     state.memory_horizon
 
 State kept between calls (self.h) also moves every row of a batch and makes the loss depend on how
-windows are batched, so `state.call_independence` has the lowest headline rank: it names the root
-cause when the row and batch checks fail with it.
+windows are batched, and a returned state in another layout than begin_state's (one row's state, a
+mean over rows) is carried into every later call, so `state.shape` and `state.call_independence` have the
+lowest headline rank: they name the root cause when the row, carry and gradient checks fail with them.
+Advice speaks in the user's own layout (`Context.begin_layout`: "a tensor (B, 32)").
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from charrnn.diagnose import measure as m
+from charrnn.diagnose import measure_state as ms
 from charrnn.diagnose.context import CALL_TOL, Context, Verdict, at_positions, check, paired, worst
 
 ROW_TOL = 1e-6  # max |logit change| in other rows (relative to max(1, |logits|))
@@ -28,14 +31,32 @@ def _material(mean: float, se: float, ref: float) -> bool:
     return abs(mean) > SIGNIFICANT * se and abs(mean) > MATERIAL * ref
 
 
-@check("state.row_independence", cause=1)
+@check("state.shape", cause=0)
+def check_state_shape(ctx: Context) -> Verdict:
+    res = ctx.state_layout
+    if res["same_layout"]:
+        return Verdict("ok", res, f"forward returns the state in begin_state's layout: {res['returned']} for a batch of "
+                       f"{res['rows']}", "nothing to do")
+    return Verdict("fail", res,
+                   f"forward returns the state in another layout than begin_state({res['rows']}): "
+                   f"{'; '.join(res['differences'])}. The next call receives it, so every row continues from whatever "
+                   "this state holds (one row's past broadcast to all, or a mean over rows)",
+                   f"return the state exactly as computed, in the layout of your begin_state(B): {res['begin_state_layout']} "
+                   "(no H[-1], H[0] or H.mean(0) over the batch; H[-1] is the top layer only for nn.RNN's (layers, B, H) "
+                   "state)")
+
+
+@check("state.row_independence", cause=1, symptom_of=("state.shape",))
 def check_row_independence(ctx: Context) -> Verdict:
-    res = m.row_independence(ctx.model, ctx.ids, ctx.device, ctx.gen(5))
+    res = ms.row_independence(ctx.model, ctx.ids, ctx.device, ctx.gen(5))
     tol = ROW_TOL * max(1.0, res["logit_scale"])
     values = res | {"tolerance": tol}
     shared = [i for i, d in enumerate(res["state_batch_dims"]) if d is None]
-    shapes = [tuple(t.shape) for t in m.state_leaves(ctx.model.begin_state(3, ctx.device))]
+    shapes = [tuple(t.shape) for t in m.state_leaves(m.begin(ctx.model, 3, ctx.device))]
     values["state_shapes_batch_3"] = shapes
+    rows, r = res["rows"], res["worst_row"]
+    which = f"row {r} of {rows}" + (" (the last)" if r == rows - 1 else " (the first)" if r == 0 else "")
+    tried = ", ".join(map(str, res["perturbed_rows"]))
     if res["max_diff_same_input_again"] > tol or ctx.keeps_state:
         return Verdict("skip", values,
                        f"not judged: the same input and state gave different logits on a second run (up to "
@@ -44,24 +65,26 @@ def check_row_independence(ctx: Context) -> Verdict:
                        "see state.call_independence")
     if res["max_diff_within_call"] > tol:
         return Verdict("fail", values,
-                       f"changing the input and state of row 0 moved the logits of the other rows within the same call by up to "
+                       f"changing the input and state of {which} moved the logits of the other rows within the same call by up to "
                        f"{res['max_diff_within_call']:.3g}: forward mixes the sequences of a batch",
                        "keep the batch dimension separate in every operation of forward: no mean, norm or statistic over "
-                       "dim 0 (the batch), no reshape that moves values between rows (d2l: transpose X to time-major, not the state)")
+                       "the batch, no reshape that moves values between rows (d2l: transpose X to time-major, not the state)")
     if res["max_diff_through_state"] > tol:
         return Verdict("fail", values,
-                       f"row 0's change did not move the other rows during the call, but moved them by up to "
+                       f"changing {which} did not move the other rows during the call, but moved them by up to "
                        f"{res['max_diff_through_state']:.3g} in the next call, fed the returned state: the state forward "
-                       "returns mixes the rows (pooled or reshaped across the batch)",
-                       "return the state with one row per sequence, exactly as computed: shape (layers, B, H) like "
-                       "begin_state(B), no mean or reshape over the batch")
+                       "returns mixes the rows (one row's state given to all, pooled or reshaped across the batch)",
+                       f"return the state with one row per sequence, exactly as computed, in the layout of your "
+                       f"begin_state(B): {ctx.begin_layout}; no H[-1], H[0], mean or reshape over the batch")
     if shared:
         return Verdict("warn", values,
                        f"begin_state(3) returns state tensor(s) {', '.join(str(shapes[i]) for i in shared)} with no batch dimension: "
                        "one initial state is broadcast to every row (harmless only while it is zeros and never carried)",
-                       "return a state with one row per sequence: zeros(layers, batch_size, hidden)")
-    return Verdict("ok", values, f"rows are independent: changing row 0 moved the other rows by "
-                   f"{res['max_diff_other_rows']:.1e} (row 0 itself by {res['max_diff_perturbed_row']:.3g})", "nothing to do")
+                       f"give each sequence its own row: your begin_state(B) returns {ctx.begin_layout}; add a batch "
+                       "dimension of size B")
+    return Verdict("ok", values, f"rows are independent: changing rows {tried} one at a time moved the other rows by "
+                   f"{res['max_diff_other_rows']:.1e} (the changed row itself by at least {res['max_diff_perturbed_row']:.3g})",
+                   "nothing to do")
 
 
 @check("state.call_independence", cause=0)
@@ -83,7 +106,7 @@ def check_call_independence(ctx: Context) -> Verdict:
                    "between calls", "nothing to do")
 
 
-@check("state.reset_vs_carry")
+@check("state.reset_vs_carry", symptom_of=("state.shape", "state.call_independence"))
 def check_reset_vs_carry(ctx: Context) -> Verdict:
     scored = ctx.reset_vs_carry
     reset, carry, shuf = (scored[k].mean(dim=1) for k in ("reset", "carry", "shuffled"))
@@ -139,7 +162,7 @@ def check_reset_vs_carry(ctx: Context) -> Verdict:
                   "; ".join(dict.fromkeys(f[2] for f in findings)))
 
 
-@check("state.warmup")
+@check("state.warmup", symptom_of=("state.shape", "state.call_independence"))
 def check_warmup(ctx: Context) -> Verdict:
     profile = ctx.warmup_profile
     gap, carried = profile["gap"], profile["carried_loss"]
@@ -168,7 +191,7 @@ def check_warmup(ctx: Context) -> Verdict:
                   f"keep --seq-len well above {max(warm, 1)}")
 
 
-@check("state.memory_horizon")
+@check("state.memory_horizon", symptom_of=("state.shape", "state.call_independence"))
 def check_memory_horizon(ctx: Context) -> Verdict:
     profile = ctx.warmup_profile
     kl = profile["kl"]

@@ -8,7 +8,10 @@ check enters once (its id, section, what it needs, how fundamental a cause it na
         return Verdict("ok", res, "...", "nothing to do")
 
 The runner (`charrnn.diagnose.subjects.run_checks`) calls the registered checks in registration order
-(the report order) and turns each `Verdict` into a `Check` carrying the registered id and section.
+(the report order) and turns each `Verdict` into a `Check` carrying the registered id and section. A
+check that raises is skipped with the blame where it belongs (`measurement_failed`: the user's model, at
+their line, or charrnn itself, an internal error); a symptom whose root cause failed says so
+(`link_symptoms`, from the `symptom_of` each check registers).
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from charrnn.diagnose import measure as m
 from charrnn.core.errors import CharRNNError
+from charrnn.core.userfile import blame
+from charrnn.diagnose import measure as m
+from charrnn.diagnose import measure_grad as mg
+from charrnn.diagnose import measure_state as ms
 
 SECTIONS = {"loss": "Loss normalisation", "state": "Hidden-state reset", "grad": "Gradient health"}
 STATUSES = ("ok", "warn", "fail", "skip")
@@ -65,16 +71,19 @@ class Registered:
     fn: Callable[["Context"], Verdict]
     needs_torch: bool  # needs autograd or torch parameters: skipped for a NumPy model
     cause: int
+    symptom_of: tuple[str, ...] = ()  # root-cause checks whose failure this check's finding follows from
 
 
 REGISTRY: list[Registered] = []
 
 
-def check(cid: str, *, needs_torch: bool = False, cause: int = 100, after: str | None = None):
+def check(cid: str, *, needs_torch: bool = False, cause: int = 100, after: str | None = None,
+          symptom_of: tuple[str, ...] = ()):
     """Register a check under its stable id (section = the part before the dot). It is reported in
     registration order, or right after the check `after` (a check defined in another module). `cause`
     orders the headline when several checks fail: a check whose failure explains others' gets a lower
-    number (state kept between calls also moves every row of a batch, so it outranks row independence)."""
+    number (state kept between calls also moves every row of a batch, so it outranks row independence).
+    `symptom_of` names the checks whose failure explains a bad finding of this one (see `link_symptoms`)."""
     section = cid.split(".")[0]
     if section not in SECTIONS:
         raise ValueError(f"unknown section {section!r} in check id {cid!r}")
@@ -82,7 +91,7 @@ def check(cid: str, *, needs_torch: bool = False, cause: int = 100, after: str |
         raise ValueError(f"check {cid!r} registered twice")
 
     def register(fn):
-        entry = Registered(cid, section, fn, needs_torch, cause)
+        entry = Registered(cid, section, fn, needs_torch, cause, tuple(symptom_of))
         ids = [r.id for r in REGISTRY]
         if after is not None and after not in ids:
             raise ValueError(f"check {cid!r}: no registered check {after!r} to follow")
@@ -139,9 +148,18 @@ class Context:
         return int(max(2, min(32, n // (4 * T))))
 
     def _once(self, key: str, measure: Callable[[], Any]):
+        """measure() the first time; later, its value, or the exception it raised, raised again (a
+        measurement that failed once is not retried by every check that reads it)."""
         if key not in self._cache:
-            self._cache[key] = measure()
-        return self._cache[key]
+            try:
+                self._cache[key] = measure()
+            except Exception as e:
+                self._cache[key] = e
+                raise
+        value = self._cache[key]
+        if isinstance(value, Exception):
+            raise value
+        return value
 
     @property
     def reset_vs_carry(self) -> dict:
@@ -158,7 +176,7 @@ class Context:
         """||dL/dh_t|| against distance through time (needs autograd)."""
         def measure():
             L = min(GRAD_LEN, (len(self.ids) - 1) // 2 - 32)
-            return m.bptt_gradient_norms(self.model, self.ids, self.device, self.gen(7), L=L)
+            return mg.bptt_gradient_norms(self.model, self.ids, self.device, self.gen(7), L=L)
         return self._once("gradient_norms", measure)
 
     @property
@@ -177,7 +195,18 @@ class Context:
         """Does a call depend on earlier calls? Read by the row and batch checks, whose measurements a
         model that keeps state between calls confounds."""
         return self._once("call_independence",
-                          lambda: m.call_independence(self.model, self.ids, self.device, self.gen(6)))
+                          lambda: ms.call_independence(self.model, self.ids, self.device, self.gen(6)))
+
+    @property
+    def state_layout(self) -> dict:
+        """begin_state(3) against the state forward returns from it (read by the checks that carry it)."""
+        return self._once("state_layout", lambda: ms.returned_state(self.model, self.ids, self.device))
+
+    @property
+    def begin_layout(self) -> str:
+        """The user's own state layout in words, batch dimension as B: 'a tensor (B, 32)'."""
+        return self._once("begin_layout", lambda: m.describe(m.begin(self.model, 3, self.device),
+                                                             m.batch_dims(self.model, self.device)))
 
     @property
     def keeps_state(self) -> bool:
@@ -229,17 +258,81 @@ def at_positions(curve: torch.Tensor) -> dict[str, float]:
 
 
 def probe(ctx: Context) -> None:
-    """One small call before anything is measured: a model that breaks the interface is bad input."""
+    """One small call before anything is measured: a model that breaks the interface is bad input. An
+    exception raised in the user's code is theirs, named at their line (CHARRNN_DEBUG=1 shows their
+    frames, chained); one raised in charrnn's own code passes on unchanged, an internal error."""
     V = ctx.subject.vocab_size
     if int(ctx.subject.ids.max()) >= V:
         raise CharRNNError(f"the text encodes to ids up to {int(ctx.subject.ids.max())}, beyond the model's {V} outputs")
     x = ctx.ids[:16].view(2, 8).to(ctx.device)
     try:
         with torch.no_grad():
-            logits, _ = m.logits_of(ctx.model, x, ctx.model.begin_state(2, ctx.device))
+            logits, _ = m.logits_of(ctx.model, x, m.begin(ctx.model, 2, ctx.device))
     except CharRNNError:
         raise
     except Exception as e:
-        raise CharRNNError(f"the model fails on a (2, 8) batch: {type(e).__name__}: {e}") from None
+        b = blame(e)
+        if b.party != "user":
+            raise  # ours: the CLI reports an internal error (exit 3) and CHARRNN_DEBUG=1 shows the traceback
+        raise CharRNNError(f"your model fails on a (2, 8) batch: it raised {type(e).__name__}: {e} at {b.where()}"
+                           f"{_unpack_hint(ctx, e)}") from e
     if logits.shape[-1] != V:
         raise CharRNNError(f"the model returns {logits.shape[-1]} logits per character but its vocabulary has {V} entries")
+
+
+def _unpack_hint(ctx: Context, e: Exception) -> str:
+    """d2l's `state, = state` given a bare tensor unpacks its rows: say what the state must be instead."""
+    if not (isinstance(e, ValueError) and "values to unpack" in str(e)):
+        return ""
+    try:
+        layout = ctx.begin_layout
+    except Exception:
+        return ""
+    if not layout.startswith("a tensor"):
+        return ""
+    return (f"; your begin_state(B) returns {layout}, and code that unpacks its state (d2l: `state, = state`) "
+            "expects a tuple: return (zeros(...),) from begin_state and (H,) from forward")
+
+
+def measurement_failed(entry: Registered, ctx: Context, e: Exception) -> Check:
+    """A check whose measurement raised: skipped, and the blame put where the traceback says. The user's
+    code raised: 'your model raised ... at file:line'. charrnn's own code raised: an internal error,
+    reported as ours (never as the model's)."""
+    b = blame(e)
+    why = f"{type(e).__name__}: {e}"
+    values = {"error": why, "raised_by": b.party, "where": b.where()}
+    if b.party == "user":
+        try:
+            layout = f": {ctx.begin_layout}"
+        except Exception:
+            layout = ""
+        message = f"your model raised {why} at {b.where()} during this measurement"
+        advice = ("check that forward(x, state) accepts any batch size and sequence length and returns (logits (B, T, V), "
+                  f"state) with the state in the layout of your begin_state(B){layout}; run with CHARRNN_DEBUG=1 to see "
+                  "the whole traceback")
+    else:
+        message = f"not measured: charrnn raised {why} at {b.where()}: an internal error in charrnn, not in your model"
+        advice = "run with CHARRNN_DEBUG=1 and report the traceback (charrnn's bug)"
+    return Check(entry.id, entry.section, "skip", values, message, advice, entry.cause)
+
+
+def link_symptoms(checks: list[Check]) -> None:
+    """A warning, failure or failed measurement whose root cause (a check it registered as `symptom_of`)
+    failed points back to it: the message says so and the advice starts with fixing the root."""
+    by_id = {c.id: c for c in checks}
+    roots = {r.id: r.symptom_of for r in REGISTRY}
+    for c in checks:
+        if c.status not in ("warn", "fail") and not (c.status == "skip" and "error" in c.values):
+            continue
+        candidates = roots.get(c.id, ())
+        if c.values.get("raised_by") == "user":  # a state in the wrong layout breaks whichever call is fed it next
+            candidates = tuple(dict.fromkeys(("state.shape",) + tuple(candidates)))
+        failed = [r for r in candidates if r in by_id and by_id[r].status == "fail" and r not in c.message]
+        if not failed:
+            continue
+        names = " and ".join(failed)
+        c.message += f" (likely a symptom of {names}, which failed: see there first)"
+        if not all(r in c.advice for r in failed):
+            rest = f"; {c.advice}" if c.advice and c.advice != "nothing to do" else ""
+            c.advice = f"fix {names} first, then run diagnose again{rest}"
+        c.values["symptom_of"] = failed

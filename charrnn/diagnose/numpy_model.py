@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from charrnn.core.errors import CharRNNError
+from charrnn.core.userfile import blame, call_user
 
 
 def _to_numpy(state):
@@ -58,10 +59,10 @@ class NumpyModel:
             raise CharRNNError(f"the NumPy model {type(user).__name__} has no forward(X, state) method")
 
     def begin_state(self, batch_size: int, device=None):
-        return _to_torch(self.user.begin_state(batch_size, device))
+        return _to_torch(call_user(self.user.begin_state, batch_size, device))
 
     def __call__(self, x: torch.Tensor, state):
-        out = self._forward(x.detach().cpu().numpy(), _to_numpy(state))  # X: int64 (B, T)
+        out = call_user(self._forward, x.detach().cpu().numpy(), _to_numpy(state))  # X: int64 (B, T)
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise CharRNNError("the model's forward must return (logits, state)")
         logits, new_state = out
@@ -90,7 +91,10 @@ def as_torch_model(model):
     if isinstance(model, (torch.nn.Module, NumpyModel)):
         return model
     try:
-        state = model.begin_state(1, torch.device("cpu"))
+        state = call_user(model.begin_state, 1, torch.device("cpu"))
     except Exception as e:
-        raise CharRNNError(f"the model's begin_state(1, device) raised {type(e).__name__}: {e}") from None
+        b = blame(e)
+        if b.party != "user":
+            raise
+        raise CharRNNError(f"the model's begin_state(1, device) raised {type(e).__name__}: {e} at {b.where()}") from e
     return NumpyModel(model) if _has_array(state) else model

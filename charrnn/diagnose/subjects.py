@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from charrnn.analysis import subject as loader
-from charrnn.diagnose.context import REGISTRY, STATUSES, Check, Context, plain, probe, speak_to_user
+from charrnn.diagnose.context import (REGISTRY, STATUSES, Check, Context, link_symptoms, measurement_failed, plain, probe,
+                                      speak_to_user)
 from charrnn.diagnose.numpy_model import as_torch_model
 from charrnn.core.errors import CharRNNError
 from charrnn.training.rundir import read_metrics
@@ -193,12 +194,14 @@ def run_checks(subject: Subject, options: DiagnoseOptions = DiagnoseOptions(),
         report.checks.append(result)
         if on_check:
             on_check(result)
+    link_symptoms(report.checks)
     report.seconds = time.perf_counter() - t0
     return report
 
 
 def _run_one(entry, ctx: Context) -> Check:
-    """One check; a measurement that raises becomes a skip, so it cannot hide the others."""
+    """One check; a measurement that raises becomes a skip (blamed by `measurement_failed`), so it cannot
+    hide the others."""
     if entry.needs_torch and ctx.is_numpy:
         return Check(entry.id, entry.section, "skip", {}, "needs a PyTorch model (autograd or torch parameters); "
                      "this one is NumPy, so the measurement is not possible, not failed", "", entry.cause)
@@ -208,15 +211,7 @@ def _run_one(entry, ctx: Context) -> Check:
         raise
     except Exception as e:
         if os.environ.get("CHARRNN_DEBUG", "") not in ("", "0"):
-            raise  # the traceback the advice below promises
-        why = f"{type(e).__name__}: {e}"
-        if ctx.user_code:  # their model raised: say so about their code, not as charrnn's failure
-            message = f"your model raised {why} during this measurement"
-            advice = ("check that forward(x, state) accepts any batch size and sequence length and returns (logits (B, T, V), "
-                      "state) shaped like begin_state(B); run with CHARRNN_DEBUG=1 to see where")
-        else:
-            message = f"could not be measured on this model: {why}"
-            advice = "run with CHARRNN_DEBUG=1 and report it"
-        return Check(entry.id, entry.section, "skip", {"error": why}, message, advice, entry.cause)
+            raise  # the traceback the advice promises, the user's frames included
+        return measurement_failed(entry, ctx, e)
     advice = speak_to_user(v.advice) if ctx.user_code else v.advice
     return Check(entry.id, entry.section, v.status, v.values, v.message, advice, entry.cause)

@@ -85,6 +85,7 @@ class TensorResult:
     passed: bool
     wrong_from: int | None = None  # the shortest length where it is wrong
     wrong_at: list[int] = field(default_factory=list)
+    result: str = ""  # "pass" | "fail" | "not concluded" (float32 code: finite differences are noise there)
 
 
 @dataclass
@@ -100,6 +101,25 @@ class UserGradReport:
     def verdict(self) -> str:
         ok = self.tensors and all(t.passed for t in self.tensors) and not self.findings
         return "pass" if ok else "fail"
+
+    @property
+    def concluded(self) -> bool:
+        """False when the code computes in float32: then no tensor is known to be right or wrong."""
+        return not any(f.id == "float32" for f in self.findings)
+
+    def outcome(self) -> str:
+        """The closing line: passed, not concluded (float32), or which tensors are wrong."""
+        if self.verdict == "pass":
+            return "gradcheck --user passed: every tensor within tolerance"
+        wrong = [t.name for t in self.tensors if t.result == "fail"]
+        open_ = [t.name for t in self.tensors if t.result == "not concluded"]
+        what = ", ".join(f.id for f in self.findings) or "out of tolerance"
+        parts = []
+        if wrong:
+            parts.append(f"{len(wrong)} of {len(self.tensors)} tensors wrong ({', '.join(wrong)})")
+        if open_:
+            parts.append(f"{len(open_)} of {len(self.tensors)} not concluded: your code computes in float32")
+        return f"gradcheck --user FAILED ({what}): " + "; ".join(parts or [f"0 of {len(self.tensors)} tensors wrong"])
 
     def to_dict(self) -> dict:
         return {"verdict": self.verdict,
@@ -276,14 +296,16 @@ def check_user_gradients(opts: UserGradOptions, on_length=None) -> UserGradRepor
             measures[T] = measure(adapter, params, T, opts, rng, gen)
     finally:
         torch.set_num_threads(threads)
-    tensors = _table(params, measures)
+    found = findings(measures, int(adapter.vocab_size))
+    tensors = _table(params, measures, concluded=not any(f.id == "float32" for f in found))
     evaluations = sum(len(m.losses) for m in measures.values())
-    return UserGradReport(opts, int(adapter.vocab_size), tensors, findings(measures, int(adapter.vocab_size)),
-                          evaluations, time.perf_counter() - start)
+    return UserGradReport(opts, int(adapter.vocab_size), tensors, found, evaluations, time.perf_counter() - start)
 
 
-def _table(params: dict, measures: dict) -> list[TensorResult]:
-    """A row per tensor at the longest length, with the lengths where it is wrong."""
+def _table(params: dict, measures: dict, concluded: bool = True) -> list[TensorResult]:
+    """A row per tensor at the longest length, with the lengths where it is wrong. Not `concluded` (the
+    code computes in float32): a row compared is "not concluded", with no length where it is wrong, as the
+    float32 finding says; a gradient of the wrong shape is wrong whatever the precision."""
     last = measures[max(measures)]
     rows = []
     for name, p in params.items():
@@ -296,5 +318,8 @@ def _table(params: dict, measures: dict) -> list[TensorResult]:
             row = TensorResult(name, list(p.shape), len(last.fd[name]), *e[:2], last.abs_tol, REL_TOL, e[2])
         row.wrong_at, row.wrong_from = wrong, (min(wrong) if wrong else None)
         row.passed = row.passed and not wrong
+        row.result = "pass" if row.passed else "fail"
+        if not concluded and row.max_abs is not None:
+            row.passed, row.result, row.wrong_at, row.wrong_from = False, "not concluded", [], None
         rows.append(row)
     return rows
