@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.core.checkpoint import load
 from charrnn.export.export import export
 
 from helpers import cli

@@ -193,7 +193,7 @@ def test_sample_prepares_the_prefix_as_the_corpus_was(tmp_path):
     """A lower-cased run continues "the time" when given "THE TIME", and says so on stderr."""
     from charrnn.training.train import train
 
-    from helpers import tiny_options
+    from helpers import tiny_options, write_corpus
 
     corpus = write_corpus(tmp_path, 3000)
     train(tiny_options(corpus, tmp_path / "run", lowercase=True, max_steps=5))

@@ -11,7 +11,6 @@ forward received: the input ids, the state and the weights before that step.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 import torch

@@ -6,7 +6,6 @@ tensor, call backward), what it says and where, the report's not-checked rows, t
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import pytest

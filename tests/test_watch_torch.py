@@ -9,7 +9,6 @@ take seconds.
 
 from __future__ import annotations
 
-import math
 import random
 import re
 

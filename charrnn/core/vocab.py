@@ -26,13 +26,11 @@ uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from charrnn.core.errors import CharRNNError
 
