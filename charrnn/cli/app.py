@@ -836,6 +836,11 @@ def _serve_explore(ckpt, text, split_name, max_chars, host, port, device, impl, 
         server.server_close()
 
 
+from charrnn.cli.serve import serve as _serve  # noqa: E402
+
+app.command("serve")(_serve)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script. Click reports usage errors itself (exit 2), the app turns
     CharRNNError into one line and its code; anything unexpected is a bug: one line and exit code 3
