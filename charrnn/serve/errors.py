@@ -81,5 +81,5 @@ def validation_message(errors) -> tuple[str, str | None, str]:
     if not loc:
         return f"the body must be a JSON object: {first['msg']}", None, "invalid_body"
     # a union reports one complaint per member (str / list[str]): the field is the first element
-    param = loc[0] if loc[0] in ("prompt", "stop") else ".".join(p for p in loc if not p.startswith(("list[", "str")))
+    param = loc[0] if loc[0] in ("prompt", "stop") else ".".join(loc)
     return f"{param}: {first['msg']} (got {first.get('input')!r})"[:400], param, "invalid_value"
