@@ -130,4 +130,4 @@ def test_the_commands_defaults_are_serve_options_defaults():
         if name in defaults and name not in ("runs", "api_key", "cors_origins"):
             assert param.default == defaults[name], name
             checked += 1
-    assert checked == 12
+    assert checked == 13

@@ -27,6 +27,7 @@ def serve(
     max_rows: int = typer.Option(256, "--max-rows", min=1, help="Rows stepped together per model; more requests wait in the queue.", rich_help_panel=_LIMITS),
     queue: int = typer.Option(256, "--queue", min=1, help="Requests waiting per model; beyond it 429 with Retry-After.", rich_help_panel=_LIMITS),
     timeout: float = typer.Option(300.0, "--timeout", min=0.001, help="Seconds a request may take (504 after).", rich_help_panel=_LIMITS),
+    stream_interval: float = typer.Option(0.05, "--stream-interval", min=0.0, help="Seconds between a stream's chunks: the first character goes out at once, later ones that arrive meanwhile are sent together (0 = a chunk per step)."),
 ):
     """Serve runs over HTTP with OpenAI's completions API (/v1/completions, /v1/models, /health, /metrics);
     concurrent requests to a model are stepped as one batch. Needs pip install 'charrnn\\[serve]'."""
@@ -39,7 +40,7 @@ def serve(
     options = ServeOptions(runs=tuple(runs), host=host, port=port, api_key=api_key or None,
                            cors_origins=tuple(cors_origin or ()), max_prompt=max_prompt, max_tokens=max_tokens,
                            max_n=max_n, max_body=max_body, max_rows=max_rows, queue=queue, timeout=timeout,
-                           workers=workers, threads=threads, device=device)
+                           stream_interval=stream_interval, workers=workers, threads=threads, device=device)
     loaded = load_runs(options)
     for line in startup_lines(options, loaded):
         print(line, file=sys.stderr, flush=True)

@@ -9,6 +9,7 @@ generator seeded with it, so each prompt's choices are what `charrnn sample --pr
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import secrets
 import time
@@ -44,7 +45,7 @@ async def create_completion(body: CompletionRequest, request: Request):
         return await reply.beam(stops, options.timeout)
     reply.submit(stops)
     if body.stream:
-        return StreamingResponse(reply.events(options.timeout), media_type="text/event-stream",
+        return StreamingResponse(reply.events(options.timeout, options.stream_interval), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return await reply.whole(options.timeout)
 
@@ -110,7 +111,9 @@ class Reply:
         self.id, self.created, self.start = f"cmpl-{secrets.token_hex(12)}", int(time.time()), time.perf_counter()
         self.seed = body.seed if body.seed is not None else secrets.randbits(63)
         self.jobs: list[Job] = []
-        self.updates: asyncio.Queue = asyncio.Queue()
+        self.pending: collections.deque = collections.deque()  # (job, deltas) from the engine thread
+        self.arrived = asyncio.Event()
+        self.woken = False  # a wake-up is scheduled on the loop and has not run yet
         self.texts = [""] * (len(prompts) * body.n)  # each choice's text so far, echo included
         self.chars = 0
         self.first_char: float | None = None
@@ -121,7 +124,10 @@ class Reply:
         sampling = Sampling(b.temperature, b.top_k, b.top_p)
 
         def on_update(job: Job, deltas: list[Delta]) -> None:  # the engine thread
-            loop.call_soon_threadsafe(self.updates.put_nowait, (job, deltas))
+            self.pending.append((job, deltas))
+            if not self.woken:  # one wake-up of the event loop however many steps arrive before it runs
+                self.woken = True
+                loop.call_soon_threadsafe(self._wake)
 
         for i, prompt in enumerate(self.prompts):
             job = Job(prompt, b.n, b.max_tokens, sampling, stops, b.logprobs, torch.Generator().manual_seed(self.seed),
@@ -134,34 +140,43 @@ class Reply:
                                {"Retry-After": "1"}) from None
             self.jobs.append(job)
 
+    def _wake(self) -> None:
+        self.woken = False
+        self.arrived.set()
+
     def cancel(self) -> None:
         for job in self.jobs:
             job.cancel()
 
-    async def deltas(self, timeout: float):
+    async def deltas(self, timeout: float, interval: float = 0.0):
         """Yield lists of (choice index, Delta) as the jobs produce them, until every row has finished;
         APIError 504 past the timeout, 500 if the engine failed. A request whose client went away
-        (checked while waiting) is cancelled."""
+        (checked while waiting) is cancelled. After each yield, wait `interval` seconds: what arrives
+        meanwhile goes out together (fewer, larger stream chunks at high concurrency)."""
         deadline = self.start + timeout
         rows_left = len(self.texts)
         while rows_left:
+            if time.perf_counter() >= deadline:
+                raise APIError(504, f"the request took longer than this server's {timeout:g} s (--timeout)",
+                               None, "timeout")
             try:
-                item = await asyncio.wait_for(self.updates.get(), min(1.0, max(0.0, deadline - time.perf_counter())))
+                await asyncio.wait_for(self.arrived.wait(), min(1.0, max(0.0, deadline - time.perf_counter())))
             except asyncio.TimeoutError:
-                if time.perf_counter() >= deadline:
-                    raise APIError(504, f"the request took longer than this server's {timeout:g} s (--timeout)",
-                                   None, "timeout") from None
                 if await self.request.is_disconnected():
                     raise APIError(499, "the client closed the connection", None, "client_closed")
                 continue
-            items = [item] + [self.updates.get_nowait() for _ in range(self.updates.qsize())]
+            self.arrived.clear()
+            items = [self.pending.popleft() for _ in range(len(self.pending))]
             out = []
             for job, ds in items:
                 if job.error is not None:
                     raise APIError(500, f"the model failed: {job.error}", None, "internal_error")
                 out.extend((job.index * self.body.n + d.row, d) for d in ds)
                 rows_left -= sum(d.finish is not None for d in ds)
-            yield out
+            if out:
+                yield out
+                if interval and rows_left:
+                    await asyncio.sleep(interval)
 
     def choice(self, index: int, text: str, lps: list[CharLogprob] | None, finish: str | None) -> Choice:
         """A choice (or a chunk of one): its new text, and that text's log-probabilities when asked for."""
@@ -219,14 +234,14 @@ class Reply:
             self.cancel()
         return self.completion([self.choice(i, "".join(t), lp, f) for i, (t, lp, f) in enumerate(zip(texts, lps, finish))])
 
-    async def events(self, timeout: float):
+    async def events(self, timeout: float, interval: float):
         """Server-sent events: the echoed prompts, then each batch of new text as one chunk, an error
         event if the request fails midway, the usage chunk when asked for, and `data: [DONE]`."""
         try:
             if self.body.echo:
                 echoed = await anyio.to_thread.run_sync(self.echoes)
                 yield _sse(self.completion([self.choice(i, t, lp, None) for i, (t, lp) in enumerate(echoed)], usage=False))
-            async for batch in self.deltas(timeout):
+            async for batch in self.deltas(timeout, interval):
                 merged: dict[int, list] = {}  # one entry per choice: steps that arrived together are joined
                 for index, d in batch:
                     self.count(d.text)

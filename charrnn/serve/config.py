@@ -37,6 +37,7 @@ class ServeOptions:
     max_rows: int = 256  # rows stepped together per model; more wait in the queue
     queue: int = 256  # requests waiting per model before 429
     timeout: float = 300.0  # seconds per request
+    stream_interval: float = 0.05  # seconds between a stream's chunks (what arrives meanwhile is joined)
     workers: int = 1
     threads: int = 0  # torch threads per worker; 0 = torch's default
     device: str = "cpu"
@@ -52,8 +53,9 @@ class ServeOptions:
                 raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
         if self.max_n > self.max_rows:
             raise CharRNNError(f"--max-n {self.max_n} can never fit a batch of --max-rows {self.max_rows}")
-        if self.timeout <= 0 or self.threads < 0 or not 0 <= self.port < 65536:
-            raise CharRNNError("--timeout must be positive, --threads at least 0 and --port in 0..65535")
+        if self.timeout <= 0 or self.stream_interval < 0 or self.threads < 0 or not 0 <= self.port < 65536:
+            raise CharRNNError("--timeout must be positive, --stream-interval and --threads at least 0, "
+                               "--port in 0..65535")
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

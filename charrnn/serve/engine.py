@@ -255,25 +255,30 @@ class Batcher:
         """The next id of every row (B,): rows grouped by their sampling options, each group's
         distribution computed at once, and each job's uniforms drawn from its own generator, `n` per
         step as `next_ids` draws them for `charrnn sample --num-samples n`."""
-        ids = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
         groups: dict[Sampling, list[int]] = {}
-        for b, (job, _) in enumerate(self.rows.owners):
+        draws: dict[Job, int] = {}  # job -> where its n uniforms start in `u_all`
+        positions, drawn = [], 0  # row b -> its uniform's place in `u_all`; uniforms so far
+        for b, (job, row) in enumerate(self.rows.owners):
             groups.setdefault(job.sampling, []).append(b)
-        uniforms: dict[Job, torch.Tensor] = {}
+            if job.sampling.temperature > 0 and job not in draws:
+                draws[job], drawn = drawn, drawn + job.n
+            positions.append(draws[job] + row if job in draws else 0)
+        if draws:  # (sum n,): every sampling job's draw of this step, in one tensor
+            u_all = torch.cat([torch.rand(job.n, generator=job.generator) for job in draws])
+        ids = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
         for sampling, rows in groups.items():
+            every = len(rows) == logits.shape[0]
             index = torch.tensor(rows, dtype=torch.long, device=logits.device)
-            part = logits.index_select(0, index)  # (G, V)
+            part = logits if every else logits.index_select(0, index)  # (G, V)
             if sampling.temperature <= 0:
-                ids[index] = part.argmax(dim=-1)
-                continue
-            cum = sampling_cdf(part, sampling.temperature, sampling.top_k, sampling.top_p)  # (G, V)
-            u = torch.empty(len(rows), 1, dtype=cum.dtype)
-            for k, b in enumerate(rows):
-                job, row = self.rows.owners[b]
-                if job not in uniforms:
-                    uniforms[job] = torch.rand(job.n, 1, generator=job.generator, dtype=cum.dtype)  # (n, 1)
-                u[k] = uniforms[job][row]
-            ids[index] = draw(cum, u).to(logits.device)
+                chosen = part.argmax(dim=-1)
+            else:
+                cum = sampling_cdf(part, sampling.temperature, sampling.top_k, sampling.top_p)  # (G, V)
+                u = u_all[torch.tensor([positions[b] for b in rows])].to(cum.dtype)[:, None]  # (G, 1)
+                chosen = draw(cum, u).to(logits.device)
+            if every:
+                return chosen
+            ids[index] = chosen
         return ids
 
     def _logprobs(self, logits: torch.Tensor, ids: torch.Tensor) -> list[CharLogprob | None] | None:
