@@ -242,8 +242,8 @@ BUGS = [
 
     # ---- serve (issue 22): entries go below this line ----
     Bug("serve-shared-rng", "charrnn/serve/engine.py",
-        "uniforms[job] = torch.rand(job.n, 1, generator=job.generator, dtype=cum.dtype)",
-        "uniforms[job] = torch.rand(job.n, 1, dtype=cum.dtype)",
+        "torch.rand(UNIFORM_BLOCK, self.n, generator=self.generator)",
+        "torch.rand(UNIFORM_BLOCK, self.n)",
         "a seeded request draws from the process's RNG: its text depends on the other requests",
         ("tests/test_serve_cli.py",), "batched_jobs"),
     Bug("serve-new-rows-in-front", "charrnn/serve/engine.py", "r.state = _cat(r.state, context.state)",

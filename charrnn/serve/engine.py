@@ -32,6 +32,9 @@ from charrnn.core.vocab import Vocab
 from charrnn.generate.sample import StopWatch, draw, inference, prime, sampling_cdf, stepper
 
 
+UNIFORM_BLOCK = 64  # steps of uniforms a job draws at once
+
+
 class QueueFull(Exception):
     """The bounded queue of waiting jobs is full (the server answers 429)."""
 
@@ -90,6 +93,7 @@ class Job:
     _watches: list[StopWatch] = field(default_factory=list)
     _pending: list[list[CharLogprob]] = field(default_factory=list)  # generated, not yet shown
     _held: list[Delta] = field(default_factory=list)
+    _block: list[list[float]] = field(default_factory=list)  # uniforms drawn ahead, the next step's last
 
     def __post_init__(self):
         self.texts, self.finish, self.generated = [""] * self.n, [None] * self.n, [0] * self.n
@@ -103,6 +107,14 @@ class Job:
     def cancel(self) -> None:
         """Free the job's rows at the next step boundary (a client that went away, a timeout)."""
         self.cancelled = True
+
+    def _uniforms(self) -> list[float]:
+        """This step's n uniforms from the job's generator: the numbers `torch.rand(n, 1)` would give,
+        drawn 64 steps at a time (torch.rand(64, n) yields the same sequence as 64 draws of n; one
+        call per 64 steps instead of one per step). float32 values, exact as Python floats."""
+        if not self._block:
+            self._block = torch.rand(UNIFORM_BLOCK, self.n, generator=self.generator).tolist()[::-1]
+        return self._block.pop()
 
     def _advance(self, row: int, char: str, lp: CharLogprob | None) -> Delta | None:
         """One generated character for `row`: what it shows now, and whether the row is finished."""
@@ -254,17 +266,18 @@ class Batcher:
     def _choose(self, logits: torch.Tensor) -> torch.Tensor:
         """The next id of every row (B,): rows grouped by their sampling options, each group's
         distribution computed at once, and each job's uniforms drawn from its own generator, `n` per
-        step as `next_ids` draws them for `charrnn sample --num-samples n`."""
+        step as `next_ids` draws them for `charrnn sample --num-samples n` (`Job._uniforms`)."""
         groups: dict[Sampling, list[int]] = {}
-        draws: dict[Job, int] = {}  # job -> where its n uniforms start in `u_all`
-        positions, drawn = [], 0  # row b -> its uniform's place in `u_all`; uniforms so far
+        drawn: dict[Job, list[float]] = {}
+        u_rows = []  # row b -> its uniform this step (0.0 for a greedy row)
         for b, (job, row) in enumerate(self.rows.owners):
             groups.setdefault(job.sampling, []).append(b)
-            if job.sampling.temperature > 0 and job not in draws:
-                draws[job], drawn = drawn, drawn + job.n
-            positions.append(draws[job] + row if job in draws else 0)
-        if draws:  # (sum n,): every sampling job's draw of this step, in one tensor
-            u_all = torch.cat([torch.rand(job.n, generator=job.generator) for job in draws])
+            if job.sampling.temperature > 0:
+                if job not in drawn:
+                    drawn[job] = job._uniforms()
+                u_rows.append(drawn[job][row])
+            else:
+                u_rows.append(0.0)
         ids = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
         for sampling, rows in groups.items():
             every = len(rows) == logits.shape[0]
@@ -274,7 +287,7 @@ class Batcher:
                 chosen = part.argmax(dim=-1)
             else:
                 cum = sampling_cdf(part, sampling.temperature, sampling.top_k, sampling.top_p)  # (G, V)
-                u = u_all[torch.tensor([positions[b] for b in rows])].to(cum.dtype)[:, None]  # (G, 1)
+                u = torch.tensor(u_rows if every else [u_rows[b] for b in rows], dtype=cum.dtype)[:, None]  # (G, 1)
                 chosen = draw(cum, u).to(logits.device)
             if every:
                 return chosen
