@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -30,7 +31,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import httpx
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,34 +63,52 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
 
 
-async def level(url: str, model: str, concurrency: int, requests: int, chars: int) -> dict:
+EVENT = re.compile(rb"data: (\{.*?\})\n\n")
+
+
+async def streamed(port: int, body: dict) -> tuple[float | None, float, int]:
+    """One streamed completion over a plain socket: (time to the first character, time to the end,
+    characters). A bare HTTP/1.1 client: httpx's own parsing would take a share of the same CPUs
+    from the server it measures. Each event is one chunk of the response, so `data: {...}` never
+    straddles the chunked encoding's size lines."""
+    payload = json.dumps(body).encode()
+    start = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload))
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    buf, first, n = b"", None, 0
+    while data := await reader.read(65536):
+        buf += data
+        end = 0
+        for m in EVENT.finditer(buf):
+            k = sum(len(c["text"]) for c in json.loads(m.group(1))["choices"])
+            if k and first is None:
+                first = time.perf_counter() - start
+            n, end = n + k, m.end()
+        buf = buf[end:]
+    writer.close()
+    return first, time.perf_counter() - start, n
+
+
+async def level(port: int, model: str, concurrency: int, requests: int, chars: int) -> dict:
     """`requests` streamed completions, `concurrency` in flight at a time."""
-    todo: asyncio.Queue = asyncio.Queue()
-    for i in range(requests):
-        todo.put_nowait(i)
+    todo = list(range(requests))[::-1]
     first, whole, got = [], [], []
 
-    async def client(http: httpx.AsyncClient):
-        while not todo.empty():
-            i = todo.get_nowait()
+    async def client():
+        while todo:
+            i = todo.pop()
             body = {"model": model, "prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": chars, "seed": i, "stream": True}
-            start, seen, n = time.perf_counter(), None, 0
-            async with http.stream("POST", "/v1/completions", json=body) as r:
-                async for line in r.aiter_lines():
-                    if line.startswith("data: {"):
-                        k = sum(len(c["text"]) for c in json.loads(line[6:])["choices"])
-                        if k and seen is None:
-                            seen = time.perf_counter() - start
-                        n += k
-            first.append(seen)
-            whole.append(time.perf_counter() - start)
+            f, w, n = await streamed(port, body)
+            first.append(f)
+            whole.append(w)
             got.append(n)
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
-        start = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(concurrency)))
-        wall = time.perf_counter() - start
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    wall = time.perf_counter() - start
     assert sum(got) == requests * chars, (sum(got), requests * chars)
     return {"mode": f"serve, concurrency {concurrency}", "requests": requests, "chars_per_s": sum(got) / wall,
             "ttfc_p50_ms": 1000 * percentile(first, 0.5), "ttfc_p99_ms": 1000 * percentile(first, 0.99),
@@ -136,18 +154,21 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=16, help="`charrnn sample` processes (0 = skip)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server (and of each process)")
     ap.add_argument("--device", default="cpu", help="the server's --device")
+    ap.add_argument("--stream-interval", default="0.05", help="the server's --stream-interval (seconds)")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args()
     load = os.getloadavg()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"load average {load[0]:.1f} at the start; server --threads {args.threads}, --device {args.device}")
+          f"load average {load[0]:.1f} at the start; server --threads {args.threads}, --device {args.device}, "
+          f"--stream-interval {args.stream_interval}")
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(Path(tmp) / "lstm512", args.hidden, args.layers)
         rows = []
-        with Server(run, "--max-rows", "256", "--threads", str(args.threads), "--device", args.device) as server:
-            asyncio.run(level(server.url, "lstm512", 8, 8, 16))  # warm-up: first calls, allocations
+        with Server(run, "--max-rows", "256", "--threads", str(args.threads), "--device", args.device,
+                    "--stream-interval", args.stream_interval) as server:
+            asyncio.run(level(server.port, "lstm512", 8, 8, 16))  # warm-up: first calls, allocations
             for c in map(int, args.levels.split(",")):
-                rows.append(asyncio.run(level(server.url, "lstm512", c, args.requests, args.chars)))
+                rows.append(asyncio.run(level(server.port, "lstm512", c, args.requests, args.chars)))
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
         if args.procs:
             rows.append(processes(run, args.procs, args.chars, args.threads))

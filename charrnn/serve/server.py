@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 
 import torch
 import uvicorn
@@ -70,6 +71,9 @@ def worker_app():
 
 
 def _threads(options: ServeOptions) -> None:
+    # The batcher thread gives up the GIL inside every torch call and must win it back from the event
+    # loop's thread; at the default 5 ms switch interval a busy loop holds it that long each time
+    sys.setswitchinterval(0.0005)
     if options.threads:
         torch.set_num_threads(options.threads)
 
