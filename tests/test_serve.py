@@ -259,3 +259,19 @@ def test_sigterm_drains_the_requests_in_flight_then_exits_0(runs):
 
 def sse_events_from(lines) -> list:
     return [l[6:] if l == "data: [DONE]" else json.loads(l[6:]) for l in lines if l.startswith("data: ")]
+
+
+def test_cors_is_off_unless_an_origin_is_given_and_workers_each_serve(server, runs):
+    origin = {"Origin": "http://editor.test"}
+    assert "access-control-allow-origin" not in httpx.get(server.url + "/v1/models", headers=origin).headers
+    want = cli_sample(runs / "plain", "The ", 30, 12)[0]
+    with Server(runs / "plain", "--workers", "2", "--cors-origin", "http://editor.test") as s:
+        r = httpx.options(s.url + "/v1/completions", headers={**origin, "Access-Control-Request-Method": "POST"})
+        assert r.headers["access-control-allow-origin"] == "http://editor.test"
+        assert "access-control-allow-origin" not in httpx.get(s.url + "/health",
+                                                             headers={"Origin": "http://other.test"}).headers
+        for _ in range(4):  # whichever worker answers, the same text
+            assert complete(s, model="plain", prompt="The ", max_tokens=30, seed=12)["choices"][0]["text"] == want
+        code, err = s.stop()
+    assert code == 0, err
+    assert "2 workers" in err
