@@ -66,6 +66,7 @@ BAD = [  # (request body, param, code) -> 400
     ({**OK, "stop": 3}, "stop", "invalid_value"),
     ({**OK, "n": 1.5}, "n", "invalid_value"),
     ({**OK, "seed": "x"}, "seed", "invalid_value"),
+    ({**OK, "seed": 2**64}, "seed", "invalid_value"),
     ({**OK, "temperature": -1}, "temperature", "invalid_value"),
     ({**OK, "top_p": 1.5}, "top_p", "invalid_value"),
     ({**OK, "top_p": 0}, "top_p", "invalid_value"),

@@ -37,7 +37,7 @@ class CompletionRequest(BaseModel):
     n: int = Field(1, ge=1, description="Choices per prompt, generated together (as `charrnn sample --num-samples`).")
     stop: Union[str, list[str], None] = Field(None, description="End a choice at the first of these strings it "
                                               "generates (not included in the text); up to 16.")
-    seed: Optional[int] = Field(None, description="Same seed and options, same text: the text `charrnn sample "
+    seed: Optional[int] = Field(None, ge=-(2**63), lt=2**64, description="Same seed and options, same text: the text `charrnn sample "
                                 "--seed` writes; it does not depend on other requests.")
     stream: bool = Field(False, description="Server-sent events: `data: {chunk}` as characters come, then `data: [DONE]`.")
     stream_options: Optional[StreamOptions] = None
