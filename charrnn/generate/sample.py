@@ -78,6 +78,14 @@ def next_ids(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
     the k most likely / the smallest set whose probability reaches p, then renormalise."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
+    cum = sampling_cdf(logits, temperature, top_k, top_p)
+    u = torch.rand(cum.shape[0], 1, generator=generator, dtype=cum.dtype)  # (N, 1)
+    return draw(cum, u).to(logits.device)
+
+
+def sampling_cdf(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """logits (N, V) -> the cumulative (unnormalised) distribution each row is drawn from, (N, V) on
+    the CPU: the temperature, top-k and top-p of `next_ids` applied row by row."""
     logits = logits.float() / temperature
     if top_k > 0 and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (N, 1)
@@ -88,12 +96,16 @@ def next_ids(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
         drop = cum - sorted_logits.softmax(-1) >= top_p  # keep tokens until the mass before them reaches p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    # inverse-CDF draw: one uniform per row, the first id whose cumulative probability exceeds it
-    # (right=True never picks a zero-probability id); cheaper than torch.multinomial for one draw per row
-    cum = logits.softmax(dim=-1).cpu().cumsum(dim=-1)  # (N, V)
-    u = torch.rand(cum.shape[0], 1, generator=generator, dtype=cum.dtype) * cum[:, -1:]  # (N, 1)
-    ids = torch.searchsorted(cum, u, right=True).clamp_(max=cum.shape[1] - 1)
-    return ids.squeeze(1).to(logits.device)
+    return logits.softmax(dim=-1).cpu().cumsum(dim=-1)  # (N, V)
+
+
+def draw(cum: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw: one uniform in [0, 1) per row, u (N, 1), -> the first id (N,) whose cumulative
+    probability exceeds u times the row's total (right=True never picks a zero-probability id); cheaper
+    than torch.multinomial for one draw per row. Rows are independent: a row's id depends on its own
+    cum and u only, whatever the other rows are (the server draws many requests' rows at once)."""
+    ids = torch.searchsorted(cum, u * cum[:, -1:], right=True).clamp_(max=cum.shape[1] - 1)
+    return ids.squeeze(1)
 
 
 def generate(model, vocab: Vocab, prefix: str = "", length: int = 200, temperature: float = 1.0,
