@@ -181,7 +181,7 @@ def train(
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Budget in wall-clock minutes (whichever budget ends first); 0 = none.", rich_help_panel="Budget"),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps" + _d("device"), rich_help_panel="Machine"),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed; CPU runs are reproducible bit for bit" + _d("seed"), rich_help_panel="Machine"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads; 0 = torch's default." + _d("threads"), rich_help_panel="Machine"),
+    threads: Optional[str] = typer.Option(None, "--threads", help="CPU threads: auto (the cores free at the start), N, or 0 (torch's default: one per core)." + _d("threads"), rich_help_panel="Machine"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast." + _d("amp"), rich_help_panel="Machine"),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model." + _d("compile"), rich_help_panel="Machine"),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate and checkpoint every N steps" + _d("eval_every"), rich_help_panel="Reporting"),

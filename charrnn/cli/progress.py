@@ -52,7 +52,7 @@ class TrainDisplay:
         self.console.print(
             f"[bold]{verb}[/] {d['model']} ({d['impl']}, {d['params']:,} parameters) on [bold]{escape(d['corpus'])}[/] "
             f"({d['train_chars']:,} train / {d['val_chars']:,} val chars, vocab {d['vocab_size']}) "
-            f"on {d['device']}{precision}; "
+            f"on {d['device']}{precision}{self._threads(d)}; "
             f"state {d['state_policy']}; {d['steps_per_epoch']:,} steps per epoch -> {escape(d['run_dir'])}"
         )
         self.progress = Progress(
@@ -69,6 +69,18 @@ class TrainDisplay:
         total = self.total if self.total else 1000
         self.task = self.progress.add_task("train", total=total, completed=self._completed(d["step"], 0.0), info="")
         self.progress.start()
+
+    @staticmethod
+    def _threads(d) -> str:
+        """" with 1 thread (auto: 2 cores, 1.3 busy)" on a CPU; nothing where threads do not apply."""
+        if "threads" not in d or not str(d["device"]).startswith("cpu"):
+            return ""
+        return f" with {d['threads']} thread{'s' * (d['threads'] != 1)} ({escape(d['threads_how'])})"
+
+    def on_scoring(self, d):
+        """An evaluation that takes a while: its progress in the bar's place."""
+        if self.progress is not None:
+            self.progress.update(self.task, info=f"scoring {d['what']}: {d['fraction']:.0%}")
 
     def _completed(self, step: int, progress: float) -> float:
         if self.total:

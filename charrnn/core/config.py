@@ -36,6 +36,18 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     _check(value in choices, f"--{name.replace('_', '-')} must be one of {', '.join(choices)} (got {value!r})")
 
 
+def threads_value(value) -> str | int:
+    """A --threads value as TrainConfig keeps it: "auto", or a count >= 0 (0 = torch's default)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = None if isinstance(value, (bool, float)) else int(str(value).strip())
+    except ValueError:
+        n = None
+    _check(n is not None and n >= 0, f"--threads must be auto, 0 (torch's default) or a positive count (got {value!r})")
+    return n
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The architecture: enough to rebuild the network from a checkpoint, nothing more."""
@@ -94,7 +106,7 @@ class TrainConfig:
     # machine
     device: str = "auto"
     seed: int = 1337
-    threads: int = 0  # 0 = torch's default
+    threads: str | int = "auto"  # auto: the cores free at the start (charrnn.training.threads); N; 0 = torch's default
     amp: bool = False  # bf16 autocast (CUDA, or CPU where it helps)
     compile: bool = False  # torch.compile the model
     # reporting
@@ -128,7 +140,7 @@ class TrainConfig:
         _check(self.epochs >= 0 and self.max_steps >= 0 and self.minutes >= 0, "budgets must not be negative")
         _check(self.eval_every >= 1 and self.log_every >= 1, "--eval-every and --log-every must be at least 1")
         _check(self.eval_chars >= 0, "--eval-chars must be 0 (the whole split) or positive")
-        _check(self.threads >= 0, "--threads must not be negative")
+        object.__setattr__(self, "threads", threads_value(self.threads))
 
     def state_policy(self) -> str:
         """The effective state policy: 'reset' or 'carry'."""

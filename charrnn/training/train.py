@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -55,6 +56,7 @@ from charrnn.training.optim import make_optimizer
 from charrnn.training.runstate import Budget, RunState
 from charrnn.core.scratch import BF16_MIN_HIDDEN, bf16_pays
 from charrnn.training.subscribers import default_subscribers
+from charrnn.training.threads import ThreadChoice, choose_threads, using_threads
 
 # Keys that may change when a run is resumed; everything else (architecture, data, batching, optimizer)
 # is taken from the checkpoint, because changing it would not continue the same run.
@@ -97,23 +99,26 @@ def build_configs(options: dict[str, Any], resume: str | None = None,
 
 def train(options: dict[str, Any], resume: str | None = None, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
     """Run (or resume) one training run described by flat `options`; returns a summary dict."""
+    t0 = time.perf_counter()  # --minutes counts from here: reading the corpus is part of the command
     emit = on_event or (lambda e: None)
     # a checkpoint to fine-tune from is read once: for its configs here and for its weights in _train
     init = load(options["init_from"]) if options.get("init_from") and resume is None else None
     mcfg, cfg, ck = build_configs(options, resume, init)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    ddp = distributed.setup(cfg.device, cfg.batch_size)  # None unless torchrun started several processes
-    try:
-        return _train(mcfg, cfg, ck, init, emit if ddp is None or ddp.is_main else (lambda e: None), ddp)
-    finally:
-        distributed.teardown(ddp)
+    threads = choose_threads(cfg.threads)
+    with using_threads(threads.count):  # the caller's count is restored after the run
+        ddp = distributed.setup(cfg.device, cfg.batch_size)  # None unless torchrun started several processes
+        try:
+            return _train(mcfg, cfg, ck, init, emit if ddp is None or ddp.is_main else (lambda e: None), ddp,
+                          threads, t0)
+        finally:
+            distributed.teardown(ddp)
 
 
 def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, init: Checkpoint | None,
-           emit: Callable[[Event], None], ddp: distributed.DistContext | None) -> dict[str, Any]:
+           emit: Callable[[Event], None], ddp: distributed.DistContext | None, threads: ThreadChoice,
+           t0: float) -> dict[str, Any]:
     """Set the run up, hold its directory while the loop runs, and summarise it. ck: the checkpoint
-    being resumed; init: the one being fine-tuned from (never both)."""
+    being resumed; init: the one being fine-tuned from (never both); t0: when the command began."""
     device = ddp.device if ddp else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     corpus = prepare_corpus(cfg, vocab=ck.vocab if ck else None, notice=lambda m: emit(Event("notice", {"message": m})))
@@ -134,7 +139,7 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, init: Che
     with rundir.hold(run_dir) if main else contextlib.nullcontext():
         if ck is None and rundir.holds_run(run_dir):
             raise CharRNNError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")
-        tr = _trainer(mcfg, cfg, ck, corpus, batches, model, device, run_dir, ddp)
+        tr = _trainer(mcfg, cfg, ck, corpus, batches, model, device, run_dir, ddp, t0)
         if main:
             rundir.remove_stale_temps(run_dir)
             if ck is not None:
@@ -144,7 +149,7 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, init: Che
         subscribers = default_subscribers(tr, emit)
         tr.subscribers.extend(subscribers)
         try:
-            tr.publish("start", _start_data(tr, resumed=ck is not None))
+            tr.publish("start", {**_start_data(tr, resumed=ck is not None), "threads": threads.count, "threads_how": threads.how})
             interrupted = run_loop(tr)
         finally:
             for subscriber in tr.subscribers:  # metrics.jsonl, and any other file a subscriber keeps open
@@ -154,8 +159,9 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, init: Che
     return summary
 
 
-def _trainer(mcfg, cfg, ck, corpus, batches, model, device, run_dir, ddp) -> Trainer:
-    """Optimizer, batches, budget and position (restored on resume), wrapped up as a Trainer."""
+def _trainer(mcfg, cfg, ck, corpus, batches, model, device, run_dir, ddp, t0: float) -> Trainer:
+    """Optimizer, batches, budget and position (restored on resume), wrapped up as a Trainer whose clock
+    started at t0."""
     optimizer = make_optimizer(cfg, model)
     rows = ddp.rows(cfg.batch_size) if ddp else slice(None)
     run = RunState()
@@ -173,8 +179,10 @@ def _trainer(mcfg, cfg, ck, corpus, batches, model, device, run_dir, ddp) -> Tra
     fwd = ddp.wrap(model) if ddp else model  # DDP averages the gradients over ranks in backward
     fwd = torch.compile(fwd) if cfg.compile else fwd
     budget = Budget.of(cfg, batches.epoch(run.epoch)["num_batches"])
-    return Trainer(cfg, mcfg, corpus, model, fwd, optimizer, batches, budget, run, run_dir, device, ddp,
-                   autocast=_autocast(cfg, device))
+    tr = Trainer(cfg, mcfg, corpus, model, fwd, optimizer, batches, budget, run, run_dir, device, ddp,
+                 autocast=_autocast(cfg, device), t_start=t0)
+    tr.t_log = time.perf_counter()  # throughput counts training only, not the set-up
+    return tr
 
 
 def _start_data(tr: Trainer, resumed: bool) -> dict[str, Any]:
