@@ -239,6 +239,22 @@ BUGS = [
     # ---- diagnose and gradcheck on code nobody here wrote (issue 20): entries go below this line ----
 
     # ---- a newcomer's first run (issue 21): entries go below this line ----
+    Bug("threads-auto-ignores-load", "charrnn/training/threads.py", "count = max(1, min(cores, math.floor(cores - busy + 0.5)))",
+        "count = cores", "--threads auto computes with every core however busy the machine is",
+        ("tests/test_newcomer.py",), "auto_takes"),
+    Bug("minutes-no-reserve", "charrnn/training/subscribers.py", "tr.reserve = min(need, RESERVE_SHARE * tr.budget.seconds)",
+        "tr.reserve = 0.0", "--minutes stops training at the budget and then runs the final evaluation past it",
+        ("tests/test_newcomer.py",), "minutes_bounds"),
+    Bug("minutes-evals-by-steps-only", "charrnn/training/subscribers.py",
+        "if seconds and tr.ddp is None else 0.0", "if False else 0.0",
+        "a --minutes run evaluates and samples only every --eval-every steps", ("tests/test_newcomer.py",), "by_the_clock"),
+    Bug("eval-progress-silent", "charrnn/training/subscribers.py",
+        "self.tr.publish(\"scoring\", {", "(lambda *a: None)(\"scoring\", {",
+        "a long evaluation reports no progress", ("tests/test_newcomer.py",), "progress"),
+    Bug("ckpt-val-scope-always-full", "charrnn/training/subscribers.py",
+        "return None if tr.last_val is None else \"full\" if tr.last_val.chars >= len(tr.corpus.val) - 1 else \"part\"",
+        "return None if tr.last_val is None else \"full\"", "a checkpoint calls the loss of a part of the val split full",
+        ("tests/test_newcomer.py",), "minutes_bounds or say_what"),
 
     # ---- serve (issue 22): entries go below this line ----
 

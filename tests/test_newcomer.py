@@ -1,0 +1,169 @@
+"""A newcomer's first run (issue 21): threads that fit a busy machine, a --minutes budget that bounds the
+whole command and shows the model learning early, evaluations that say how far they are, and one
+validation loss per run that says what it is."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from charrnn.core.checkpoint import load
+from charrnn.core.config import TrainConfig, coerce
+from charrnn.core.errors import CharRNNError
+from charrnn.training import subscribers, threads
+from charrnn.training.evaluate import evaluate_ids
+from charrnn.training.train import train
+from tests.helpers import tiny_options, write_corpus
+
+
+# ------------------------------------------------------------------------------------------- threads
+
+
+@pytest.mark.parametrize("cores, busy, expected", [(2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 1.3, 1), (2, 6.0, 1),
+                                                   (8, 2.6, 5), (1, 0.0, 1)])
+def test_auto_takes_the_cores_left_free(cores, busy, expected, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    choice = threads.choose_threads("auto", busy=busy, cores=cores)
+    assert choice.count == expected
+    assert choice.how == f"auto: {cores} core{'s' * (cores != 1)}, {busy:.1f} busy"
+
+
+def test_an_explicit_count_and_zero_are_kept(monkeypatch):
+    assert threads.choose_threads(3, busy=9.0, cores=2).count == 3
+    assert threads.choose_threads("3").how == "--threads 3"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 7)
+    assert threads.choose_threads(0) == threads.ThreadChoice(7, "torch's default")
+
+
+def test_auto_keeps_the_users_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert threads.choose_threads("auto", busy=0.0, cores=16) == threads.ThreadChoice(1, "auto: OMP_NUM_THREADS=1")
+
+
+def test_busy_cores_sees_a_job_that_has_just_started(monkeypatch):
+    """The 1-minute load average lags: a look at /proc/stat that finds every CPU busy counts it."""
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    times = iter([(1000, 4000), (1000, 4400)])  # (idle, total): no idle jiffy in between
+    monkeypatch.setattr(threads, "_cpu_times", lambda: next(times))
+    assert threads.busy_cores(look=0.0 + 1e-6) == pytest.approx(2.0)  # 4 machine CPUs busy, 2 of them ours
+
+
+@pytest.mark.parametrize("bad", ["-1", "two", "1.5", -2, True])
+def test_threads_values_are_checked(bad):
+    with pytest.raises(CharRNNError, match="--threads must be auto"):
+        TrainConfig(threads=bad)
+
+
+def test_threads_default_is_auto_and_yaml_counts_are_ints():
+    assert TrainConfig().threads == "auto"
+    assert TrainConfig(**coerce({"threads": 2})).threads == 2
+    assert TrainConfig(**coerce({"threads": "AUTO"})).threads == "auto"
+
+
+def test_a_run_says_its_threads_and_gives_the_callers_count_back(tmp_path):
+    corpus = write_corpus(tmp_path)
+    before = torch.get_num_threads()
+    seen = {}
+    events = []
+
+    def on_event(e):
+        events.append(e)
+        if e.kind == "start":
+            seen["inside"] = torch.get_num_threads()
+
+    train(tiny_options(corpus, tmp_path / "run", max_steps=3, threads=2), on_event=on_event)
+    start = next(e for e in events if e.kind == "start").data
+    assert (start["threads"], start["threads_how"], seen["inside"]) == (2, "--threads 2", 2)
+    assert torch.get_num_threads() == before
+
+
+# ------------------------------------------------------------------------------------ --minutes
+
+
+def _slow_scoring(monkeypatch, chars_per_second: float):
+    """Scoring as slow as on a loaded machine: each evaluation sleeps for the characters it scores."""
+    real = subscribers.evaluate_ids
+
+    def slow(model, ids, device, **kw):
+        report = real(model, ids, device, **kw)
+        time.sleep(report.chars / chars_per_second)
+        return report
+
+    monkeypatch.setattr(subscribers, "evaluate_ids", slow)
+
+
+def test_minutes_bounds_the_run_with_its_final_evaluation(tmp_path, monkeypatch):
+    """The whole val split would take ~5 s to score at the end of a 4 s budget: the time is kept back and
+    the final evaluation bounded, so the run ends within its budget and says its val loss is of a part."""
+    corpus = write_corpus(tmp_path, 40000)
+    _slow_scoring(monkeypatch, 4000.0)  # the 20,000-character val split: 5 s; the 1,024-character part: 0.26 s
+    events = []
+    t0 = time.perf_counter()
+    summary = train(tiny_options(corpus, tmp_path / "run", max_steps=0, minutes=4 / 60, val_frac=0.5, eval_chars=1024,
+                                 eval_every=25), on_event=events.append)
+    wall = time.perf_counter() - t0
+    assert wall < 4.0 + 0.8, f"the run took {wall:.1f}s of a 4 s budget"
+    final = [e.data for e in events if e.kind == "eval"][-1]
+    assert final["val_scope"] == "part" and 1024 < final["val_chars"] < 20000 - 1
+    assert any("--minutes left time to score" in e.data["message"] for e in events if e.kind == "notice")
+    assert load(str(tmp_path / "run" / "last.pt")).raw["val_scope"] == "part"
+
+
+def test_minutes_evaluates_and_samples_by_the_clock(tmp_path, monkeypatch):
+    """Under --minutes an evaluation (and every second one a sample) comes by the clock, whatever
+    --eval-every says, so a slow machine shows the model learning early."""
+    monkeypatch.setattr(subscribers, "EVAL_SECONDS", (0.5, 300.0))
+    corpus = write_corpus(tmp_path)
+    events = []
+    train(tiny_options(corpus, tmp_path / "run", max_steps=0, minutes=2.6 / 60, eval_every=10**6, sample_every=2),
+          on_event=events.append)
+    evals = [e.data for e in events if e.kind == "eval"]
+    assert len(evals) >= 4, [round(e["time"], 2) for e in evals]
+    assert all(0.4 < b["time"] - a["time"] < 1.0 for a, b in zip(evals[:3], evals[1:3]))
+    first_sample = next(e.data for e in events if e.kind == "sample")
+    assert first_sample["step"] == evals[1]["step"]
+
+
+def test_a_long_evaluation_reports_its_progress(tmp_path, monkeypatch):
+    monkeypatch.setattr(subscribers, "PROGRESS_AFTER", 0.0)
+    monkeypatch.setattr(subscribers, "PROGRESS_EVERY", 0.0)
+    corpus = write_corpus(tmp_path, 30000)
+    events = []
+    train(tiny_options(corpus, tmp_path / "run", max_steps=10, eval_every=10, val_frac=0.5, eval_chars=2048),
+          on_event=events.append)
+    scoring = [e.data for e in events if e.kind == "scoring"]
+    whole = [d["fraction"] for d in scoring if d["what"] == "the validation split"]
+    assert whole and whole == sorted(whole) and whole[-1] == 1.0 and whole[0] < 0.5
+    assert {d["what"] for d in scoring} == {"part of the validation split", "the validation split"}
+
+
+def test_evaluate_ids_progress_counts_the_columns():
+    torch.manual_seed(0)
+    from charrnn.core.config import ModelConfig
+    from charrnn.core.models import CharRNN
+
+    model = CharRNN(ModelConfig(model="gru", vocab_size=5, hidden=8))
+    ids = torch.randint(0, 5, (5001,)).numpy()
+    seen = []
+    evaluate_ids(model, ids, torch.device("cpu"), streams=2, chunk=1000, progress=seen.append)
+    assert seen == [0.4, 0.8, 1.0]  # 2 streams of 2,500 columns in chunks of 1,000
+
+
+# ---------------------------------------------------------------------- one val loss, labelled
+
+
+def test_checkpoints_say_what_their_val_loss_is_of(tmp_path):
+    """best.pt is chosen on the fixed part, and says so; the last evaluation scores the whole split."""
+    corpus = write_corpus(tmp_path, 30000)
+    train(tiny_options(corpus, tmp_path / "run", max_steps=20, eval_every=10, val_frac=0.5, eval_chars=2048))
+    last = load(str(tmp_path / "run" / "last.pt")).raw
+    assert (last["val_scope"], last["val_chars"], last["best_val_scope"]) == ("full", 15000 - 1, "part")
+    best = load(str(tmp_path / "run" / "best.pt")).raw
+    if best["position"]["step"] == 10:  # saved by an evaluation during training: its val loss is the part's
+        assert (best["val_scope"], best["val_chars"]) == ("part", 2048)
