@@ -255,6 +255,9 @@ BUGS = [
         "return None if tr.last_val is None else \"full\" if tr.last_val.chars >= len(tr.corpus.val) - 1 else \"part\"",
         "return None if tr.last_val is None else \"full\"", "a checkpoint calls the loss of a part of the val split full",
         ("tests/test_newcomer.py",), "minutes_bounds or say_what"),
+    Bug("diagnose-part-vs-full", "charrnn/diagnose/checks_loss.py", "if part and part < n:", "if False:",
+        "diagnose compares a recorded loss of part of the val split with the whole split (a false warning)",
+        ("tests/test_newcomer.py",), "diagnose_compares"),
 
     # ---- serve (issue 22): entries go below this line ----
 

@@ -167,3 +167,27 @@ def test_checkpoints_say_what_their_val_loss_is_of(tmp_path):
     best = load(str(tmp_path / "run" / "best.pt")).raw
     if best["position"]["step"] == 10:  # saved by an evaluation during training: its val loss is the part's
         assert (best["val_scope"], best["val_chars"]) == ("part", 2048)
+
+
+def test_diagnose_compares_a_recorded_part_loss_with_the_same_part(tmp_path):
+    """A checkpoint saved during training records the loss of the fixed part of the val split; diagnose
+    recomputes that part, not the whole split (which differs, and raised a false warning)."""
+    import shutil
+
+    from charrnn.diagnose import DiagnoseOptions, diagnose_checkpoint
+
+    corpus = write_corpus(tmp_path, 30000)
+    snap = tmp_path / "snap"
+    snap.mkdir()
+
+    def keep_step_10(e):  # last.pt of step 10's evaluation, before the final one replaces it
+        if e.kind == "log" and e.data["step"] == 15:
+            shutil.copy(tmp_path / "run" / "last.pt", snap / "step10.pt")
+
+    train(tiny_options(corpus, tmp_path / "run", max_steps=20, eval_every=10, val_frac=0.5, eval_chars=4096,
+                       threads=1), on_event=keep_step_10)
+    assert load(str(snap / "step10.pt")).raw["val_scope"] == "part"
+    check = next(c for c in diagnose_checkpoint(snap / "step10.pt", options=DiagnoseOptions(max_chars=4000)).checks
+                 if c.id == "loss.recorded_match")
+    assert check.status == "ok", check.message
+    assert check.values["rel_diff"] < 1e-5 and "part of the val split" in check.values["mode"]

@@ -57,7 +57,7 @@ def evaluate_text(ckpt_path, text=None, split: str | None = "val", device: str =
     report = evaluate_ids(ck.model, ids, dev, chunk=256)
     rows, cols = eval_layout(report.chars)
     horizon = horizon_of(ck.raw)
-    result = {**report.to_dict(), "source": source, "checkpoint": ck.path,
+    result = {**report.to_dict(), "source": source, "checkpoint": ck.path, "step": ck.position.get("step"),
               "layout": {"streams": rows, "stream_chars": cols, "start": "zero state", "chunk": 256},
               "horizon": horizon, "warning": past_horizon_note(cols, horizon)}
     if by_position:

@@ -436,7 +436,7 @@ def eval_(
         print(json.dumps(result))
     else:
         lay = result["layout"]
-        out.print(f"{escape(result['source'])}: loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
+        out.print(f"{escape(result['source'])} ({Path(result['checkpoint']).name} step {result['step']}): loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
                   f"perplexity {result['perplexity']:.3f} over {result['chars']:,} characters "
                   f"({lay['streams']} stream(s) of {lay['stream_chars']:,} characters, each from a zero state)")
     if result["warning"]:

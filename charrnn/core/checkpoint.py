@@ -218,7 +218,25 @@ def describe(target: str | Path) -> dict[str, Any]:
         "epoch": pos.get("epochs_completed", pos.get("epoch")),  # epochs completed, as users count them
         "train_seconds": pos.get("elapsed"),
         "best_val_loss": best if best is not None and best != float("inf") else None,
-        "val_loss": ckpt.get("val_loss"),
+        "best_val_scope": ckpt.get("best_val_scope"),  # what best.pt is chosen on: the whole val split or a part
+        "val_loss": ckpt.get("val_loss"),  # this checkpoint's own evaluation...
+        "val_scope": ckpt.get("val_scope"),  # ...of the whole split ("full") or a part ("part"; None: not recorded)
+        "val_chars": ckpt.get("val_chars"),
+        "run_checkpoints": _run_checkpoints(Path(ckpt["path"]).parent),
         "training": {k: tcfg.get(k) for k in ("batch_size", "seq_len", "sampling", "state", "optimizer", "lr",
                                                 "schedule", "clip", "seed") if k in tcfg},
     }
+
+
+def _run_checkpoints(run_dir: Path) -> dict[str, str]:
+    """Both checkpoints of a run directory, one line each: "step 4,432, val loss 1.6180 (full)"."""
+    out = {}
+    for name in ("best.pt", "last.pt"):
+        if (run_dir / name).is_file():
+            raw = load_checkpoint(run_dir / name)
+            val, scope = raw.get("val_loss"), raw.get("val_scope")
+            line = f"step {(raw.get('position') or {}).get('step', 0):,}"
+            if val is not None:
+                line += f", val loss {val:.4f}" + (f" ({'whole split' if scope == 'full' else 'part of the split'})" if scope else "")
+            out[name] = line
+    return out

@@ -121,7 +121,8 @@ class Evaluation:
         # by the clock only in one process: ranks' clocks differ, and an evaluation is a collective call
         self.interval = min(max(seconds / 12, EVAL_SECONDS[0]), EVAL_SECONDS[1]) if seconds and tr.ddp is None else 0.0
         self.t_last = tr.elapsed()
-        self.rate = 0.0  # characters scored per second, measured at the latest evaluation
+        self.rate = 0.0  # characters scored per second, measured at the evaluations so far
+        self.part_step = -1  # the step whose fixed part tr.selection scored
 
     def __call__(self, e: Event) -> None:
         tr = self.tr
@@ -150,7 +151,9 @@ class Evaluation:
         tr = self.tr
         if not tr.budget.seconds or not self.rate:
             return 0
-        fits = int(max(tr.budget.seconds - tr.elapsed(), 0.0) * self.rate)  # at the speed just measured
+        # at the speed just measured, in what is left, or at least in the time kept for it (the last step
+        # may have run a little into it)
+        fits = int(max(tr.budget.seconds - tr.elapsed(), tr.reserve - RESERVE_EXTRA, 0.0) * self.rate)
         return 0 if fits >= len(tr.corpus.val) - 1 else max(int(fits / RESERVE_MARGIN), 1)
 
     def _whole(self, final: bool) -> bool:
@@ -182,9 +185,13 @@ class Evaluation:
         val, chunk = tr.corpus.val, max(tr.cfg.seq_len, 128)
         if len(val) < 2:
             return {}
-        part = evaluate_ids(tr.model, val, tr.device, chunk=chunk, max_chars=tr.cfg.eval_chars,
-                            progress=self._reporter("the validation split" if part_is_whole(tr) else "part of the validation split"))
-        self.rate = part.chars / max(time.perf_counter() - t0, 1e-9)
+        if self.part_step == tr.run.step and tr.selection is not None:  # the finish after an evaluation step
+            part = tr.selection
+        else:
+            part = evaluate_ids(tr.model, val, tr.device, chunk=chunk, max_chars=tr.cfg.eval_chars,
+                                progress=self._reporter("the validation split" if part_is_whole(tr) else "part of the validation split"))
+            self._measured(part.chars, time.perf_counter() - t0)
+            self.part_step = tr.run.step
         whole = part
         if final and part.chars < len(val) - 1:
             bound = self._final_bound()
@@ -192,7 +199,7 @@ class Evaluation:
                 t1 = time.perf_counter()
                 whole = evaluate_ids(tr.model, val, tr.device, chunk=chunk, max_chars=bound,
                                      progress=self._reporter("the validation split"))
-                self.rate = whole.chars / max(time.perf_counter() - t1, 1e-9)
+                self._measured(whole.chars, time.perf_counter() - t1)
             if whole.chars < len(val) - 1:
                 tr.publish("notice", {"message": f"--minutes left time to score {whole.chars:,} of the validation split's "
                                                  f"{len(val) - 1:,} characters at the end: the val loss is of that part "
@@ -204,6 +211,12 @@ class Evaluation:
             data["val_loss_part"] = part.loss  # the number comparable with the earlier evaluations
         data["eval_seconds"] = time.perf_counter() - t0  # what scoring cost this run's wall clock
         return data
+
+    def _measured(self, chars: int, seconds: float) -> None:
+        """Fold one scoring's speed into the estimate (halfway: one slow moment on a busy machine moves it
+        but does not make it)."""
+        rate = chars / max(seconds, 1e-9)
+        self.rate = rate if not self.rate else (self.rate + rate) / 2
 
     def _reporter(self, what: str) -> Callable[[float], None]:
         """A progress callback for evaluate_ids that publishes "scoring" once the scoring has taken a while."""

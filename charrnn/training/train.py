@@ -55,7 +55,7 @@ from charrnn.core.models import CharRNN, count_parameters, resolve_impl
 from charrnn.training.optim import make_optimizer
 from charrnn.training.runstate import Budget, RunState
 from charrnn.core.scratch import BF16_MIN_HIDDEN, bf16_pays
-from charrnn.training.subscribers import default_subscribers
+from charrnn.training.subscribers import default_subscribers, part_is_whole
 from charrnn.training.threads import ThreadChoice, choose_threads, using_threads
 
 # Keys that may change when a run is resumed; everything else (architecture, data, batching, optimizer)
@@ -204,19 +204,36 @@ def _start_data(tr: Trainer, resumed: bool) -> dict[str, Any]:
 
 def _summary(tr: Trainer, interrupted: bool) -> dict[str, Any]:
     last_val, best_val = tr.last_val, tr.run.best_val
+    best_pt = tr.run_dir / "best.pt"
     summary = {
         "run_dir": str(tr.run_dir), "corpus": tr.corpus.name, "model": tr.mcfg.model, "impl": tr.mcfg.impl,
         "params": count_parameters(tr.model), "device": str(tr.device), "steps": tr.run.step, "epochs": tr.epochs_done(),
         "chars": tr.run.step * tr.tokens_per_step, "seconds": tr.elapsed(), "interrupted": interrupted,
         "train_loss": (tr.last_epoch or LossReport(tr.run.epoch_acc["nll"], tr.run.epoch_acc["chars"])).loss,
+        # the training loss is a running mean of the loss of each step's batch, over an epoch of changing weights
+        "train_loss_of": _train_loss_of(tr),
         "val_loss": last_val.loss if last_val else None, "val_bpc": last_val.bpc if last_val else None,
         "val_perplexity": last_val.perplexity if last_val else None,
+        # the val loss is of the run's last weights (last.pt), on the whole split or, when --minutes left no
+        # time for all of it, a part
+        "val_scope": None if not last_val else "full" if last_val.chars >= len(tr.corpus.val) - 1 else "part",
+        "val_chars": last_val.chars if last_val else None,
         "best_val_loss": best_val if math.isfinite(best_val) else None,
-        "checkpoint": str(tr.run_dir / ("best.pt" if (tr.run_dir / "best.pt").exists() else "last.pt")),
+        "best_val_scope": "full" if part_is_whole(tr) else "part",  # best.pt is chosen on the --eval-chars part
+        "best_step": load(best_pt).position.get("step") if best_pt.exists() and tr.main else None,
+        "checkpoint": str(tr.run_dir / ("best.pt" if best_pt.exists() else "last.pt")),
     }
     tr_loss = summary["train_loss"]
     summary["train_perplexity"] = perplexity(tr_loss) if tr_loss == tr_loss else None
     return summary
+
+
+def _train_loss_of(tr: Trainer) -> str:
+    """What the summary's train loss is the mean of: "epoch 5", or "epoch 6 so far (37 steps)"."""
+    if tr.last_epoch is not None:
+        return f"epoch {tr.run.epoch}"
+    steps = tr.run.epoch_acc["chars"] // max(tr.tokens_per_step, 1)
+    return f"epoch {tr.run.epoch + 1} so far ({steps:,} step{'s' * (steps != 1)})"
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
