@@ -39,6 +39,7 @@ def shared_corpora() -> Path:
 @pytest.fixture(autouse=True)
 def _offline_corpora(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CHARRNN_DATA", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))  # the corpus cache, never ~/.cache
     mirror = SHARED_CORPORA if SHARED_CORPORA.is_dir() else tmp_path_factory.mktemp("nomirror") / "absent"
     monkeypatch.setenv("CHARRNN_MIRROR", mirror.as_uri())
     # A local test server must not be routed through a proxy from the environment.

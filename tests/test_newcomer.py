@@ -191,3 +191,50 @@ def test_diagnose_compares_a_recorded_part_loss_with_the_same_part(tmp_path):
                  if c.id == "loss.recorded_match")
     assert check.status == "ok", check.message
     assert check.values["rel_diff"] < 1e-5 and "part of the val split" in check.values["mode"]
+
+
+# ------------------------------------------------------------------------------------------- paths
+
+
+def test_a_relative_corpus_is_stored_absolute_and_resumes_from_another_folder(tmp_path, monkeypatch):
+    """D3: a run started in one folder with a relative --corpus resumes, and evaluates, from another."""
+    from charrnn.analysis.texts import evaluate_text
+
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    write_corpus(work / "data", 8000, name="c.txt")
+    monkeypatch.chdir(work)
+    train(tiny_options("data/c.txt", "runs/x", max_steps=10, eval_every=10))
+    saved = load(str(work / "runs" / "x" / "last.pt")).raw
+    assert saved["train_config"]["corpus"] == str(work / "data" / "c.txt")
+    assert saved["corpus"]["path"] == str(work / "data" / "c.txt")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    summary = train({"max_steps": 20}, resume="../work/runs/x")
+    assert summary["steps"] == 20
+    assert evaluate_text("../work/runs/x", split="val", device="cpu")["chars"] > 0
+
+
+def test_tilde_is_expanded_in_out_and_corpus(tmp_path, monkeypatch):
+    """D8: --out '~/runs/x' is the home folder's runs/x, not a folder named ~ here."""
+    home = tmp_path / "home"
+    home.mkdir()
+    write_corpus(home, 6000, name="c.txt")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    train(tiny_options("~/c.txt", "~/runs/x", max_steps=3))
+    assert (home / "runs" / "x" / "last.pt").is_file() and not (tmp_path / "~").exists()
+    assert load("~/runs/x").raw["train_config"]["out"] == str(home / "runs" / "x")
+
+
+def test_a_directory_corpus_caches_in_the_user_cache_not_the_users_folder(tmp_path, monkeypatch):
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    for i in range(3):
+        write_corpus(texts, 3000, name=f"{i}.txt", seed=i)
+    cache_home = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    train(tiny_options(str(texts), tmp_path / "run", max_steps=3))
+    assert sorted(p.name for p in texts.iterdir()) == ["0.txt", "1.txt", "2.txt"]
+    assert [p.name for p in (cache_home / "charrnn").iterdir() if p.name.startswith("texts-joined-")]

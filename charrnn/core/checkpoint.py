@@ -72,8 +72,8 @@ def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
 
 
 def checkpoint_path(target: str | Path, prefer: str = "best") -> Path:
-    """A .pt file, or a run directory (its best.pt, else last.pt; `prefer='last'` for resuming)."""
-    p = Path(target)
+    """A .pt file, or a run directory (its best.pt, else last.pt; `prefer='last'` for resuming); ~ expanded."""
+    p = Path(target).expanduser()
     if p.is_dir():
         order = ["best.pt", "last.pt"] if prefer == "best" else ["last.pt", "best.pt"]
         for name in order:

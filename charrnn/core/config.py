@@ -175,7 +175,7 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a flat YAML mapping of options (`--config FILE`)."""
-    p = Path(path)
+    p = Path(path).expanduser()
     _check(p.is_file(), f"config file not found: {p}")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))

@@ -38,8 +38,8 @@ from charrnn.core.errors import CharRNNError
 
 
 def read_text(path: str | Path, encoding_errors: str = "strict") -> str:
-    """Decode a file as UTF-8; invalid bytes are an error naming the offset unless errors='replace'."""
-    p = Path(path)
+    """Decode a file as UTF-8 (~ expanded); invalid bytes are an error naming the offset unless errors='replace'."""
+    p = Path(path).expanduser()
     try:
         raw = p.read_bytes()
     except FileNotFoundError:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +47,7 @@ from charrnn.training import rundir
 from charrnn.core.checkpoint import Checkpoint, load
 from charrnn.core.config import MODEL_KEYS, ModelConfig, TrainConfig, coerce, split_options, to_dict
 from charrnn.data.batches import Batches
+from charrnn.data.corpora import CATALOG
 from charrnn.data.dataset import prepare_corpus
 from charrnn.core.device import resolve_device  # noqa: F401  (re-exported: older callers import it from here)
 from charrnn.core.errors import CharRNNError
@@ -71,7 +73,7 @@ def build_configs(options: dict[str, Any], resume: str | None = None,
     """Flat options (flags, YAML, preset) -> configs. On resume the checkpoint's configs are the base
     and only RESUMABLE_KEYS may be given. `init`: the --init-from checkpoint when the caller has read
     it already (it is read here otherwise)."""
-    options = coerce({k: v for k, v in options.items() if v is not None})
+    options = _paths_at_the_door(coerce({k: v for k, v in options.items() if v is not None}))
     if resume is None:
         if options.get("init_from"):  # fine-tuning: the architecture and preprocessing of that checkpoint
             options = finetune.options_for(options, init or load(options["init_from"]))
@@ -95,6 +97,23 @@ def build_configs(options: dict[str, Any], resume: str | None = None,
         train_kw["out"] = str(Path(ck.path).parent)
     mcfg = ck.model_config if options.get("impl") is None else replace(ck.model_config, impl=options["impl"])
     return mcfg, TrainConfig(**train_kw), ck
+
+
+PATH_KEYS = ("out", "data_dir", "init_from")
+
+
+def _paths_at_the_door(options: dict[str, Any]) -> dict[str, Any]:
+    """~ expanded and relative paths made absolute, so that a run (its config.yaml and checkpoints) works
+    from any folder: --resume, eval and diagnose from elsewhere find the corpus. A catalog name stays a
+    name; a glob stays a pattern, made absolute."""
+    out = dict(options)
+    for key in PATH_KEYS:
+        if isinstance(out.get(key), str) and out[key]:
+            out[key] = os.path.abspath(os.path.expanduser(out[key]))
+    corpus = out.get("corpus")
+    if isinstance(corpus, str) and corpus and corpus not in CATALOG:
+        out["corpus"] = os.path.abspath(os.path.expanduser(corpus))
+    return out
 
 
 def train(options: dict[str, Any], resume: str | None = None, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
