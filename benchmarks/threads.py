@@ -1,6 +1,6 @@
 """--threads auto against torch's default thread count, on a machine where another CPU-bound process runs.
 
-    python benchmarks/threads.py                  # 3 rounds of 40 steps each, with one busy process
+    python benchmarks/threads.py                  # 2 rounds of 20 steps each, with one busy process
     python benchmarks/threads.py --busy 0         # the same on whatever else the machine is running
 
 Each round trains the same short run (the default LSTM, 512 units, on the Time Machine mirror or a
@@ -48,8 +48,8 @@ def run(threads: str, corpus: Path, out: Path, steps: int) -> tuple[float, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--busy", type=int, default=1, help="CPU-bound processes running meanwhile")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="charrnn-threads-"))

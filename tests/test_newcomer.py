@@ -238,3 +238,48 @@ def test_a_directory_corpus_caches_in_the_user_cache_not_the_users_folder(tmp_pa
     train(tiny_options(str(texts), tmp_path / "run", max_steps=3))
     assert sorted(p.name for p in texts.iterdir()) == ["0.txt", "1.txt", "2.txt"]
     assert [p.name for p in (cache_home / "charrnn").iterdir() if p.name.startswith("texts-joined-")]
+
+
+# -------------------------------------------------------------------------------- inputs at the door
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--weight-decay", "-0.1"], "--weight-decay must be 0 (off) or positive"),
+    (["train", "--sample-length", "-1"], "--sample-length must be at least 1"),
+    (["train", "--min-lr-frac", "1.5"], "--min-lr-frac must be in [0, 1]"),
+    (["train", "--sample-every", "-2"], "--sample-every must be 0 (never) or positive"),
+    (["train", "--threads", "-1"], "--threads must be auto"),
+    (["train", "--minutes", "abc"], "Invalid value for '--minutes'"),
+    (["train", "--no-such-flag"], "No such option"),
+    (["trian"], "No such command 'trian'"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+    """D7, D10: a meaningless value or a usage error is one line on stderr and exit code 2, before training."""
+    from tests.helpers import cli, error_line
+
+    r = cli(*args, "--out", tmp_path / "r", code=2) if args[0] == "train" else cli(*args, code=2)
+    assert message in error_line(r)
+    assert not (tmp_path / "r").exists()
+
+
+def test_top_p_zero_is_refused_not_off(tmp_path):
+    """D6: --top-p 0 meant "off" in silence, the same as 1."""
+    from tests.helpers import cli, error_line
+
+    corpus = write_corpus(tmp_path)
+    train(tiny_options(corpus, tmp_path / "run", max_steps=2))
+    assert "--top-p must be in (0, 1]" in error_line(cli("sample", tmp_path / "run", "--top-p", "0", code=2))
+    cli("sample", tmp_path / "run", "--top-p", "1", "-n", "5")
+
+
+def test_quiet_keeps_only_warnings_and_errors(tmp_path):
+    """--quiet printed notes (here: fine-tuning's) and the rest of the run's reports; warnings stay."""
+    from tests.helpers import cli
+
+    corpus = write_corpus(tmp_path)
+    train(tiny_options(corpus, tmp_path / "first", max_steps=2))
+    r = cli("train", "--init-from", tmp_path / "first", "--corpus", corpus, "--out", tmp_path / "run", "--max-steps", "3",
+            "--quiet", "--sampling", "random", "--state", "carry")  # a warning: carried state across random windows
+    assert "warning:" in r.stderr
+    for chatter in ("note:", "fine-tuning", "done:", "training", "checkpoint:"):
+        assert chatter not in r.stderr

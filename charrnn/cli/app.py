@@ -26,6 +26,12 @@ from charrnn.cli import render
 from charrnn.core.config import DEFAULT_EPOCHS, ModelConfig, TrainConfig
 from charrnn.core.errors import EXIT_INTERNAL, CharRNNError
 
+try:  # typer vendors click since 0.20; before, it used click itself
+    from typer._click.exceptions import UsageError as _UsageError
+except ImportError:
+    from click import UsageError as _UsageError
+
+
 def _debug() -> bool:
     return os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
 
@@ -42,6 +48,10 @@ class _Group(TyperGroup):
                 raise
             print(f"charrnn: error: {e}", file=sys.stderr)
             ctx.exit(e.exit_code)
+        except _UsageError as e:  # a bad flag or value: one line and exit 2, as the engine's bad input
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            print(f"charrnn: error: {e.format_message()}{where}", file=sys.stderr)
+            ctx.exit(2)
 
 
 app = typer.Typer(
@@ -280,6 +290,8 @@ def sample(
         if prefix:
             raise CharRNNError("give either --prefix or --prefix-file, not both")
         prefix = read_text(prefix_file)
+    if not 0.0 < top_p <= 1.0:
+        raise CharRNNError(f"--top-p must be in (0, 1]; 1 keeps every character (got {top_p:g})")
     if beam and (temperature != 1.0 or top_k or top_p != 1.0 or num_samples > 1):
         raise CharRNNError("--beam is deterministic and returns one text: it takes no --temperature, --top-k, "
                            "--top-p or --num-samples")

@@ -41,9 +41,9 @@ class TrainDisplay:
         if handler is not None:
             handler(event.data)
 
-    # messages that matter even with --quiet
     def on_notice(self, d):
-        self.console.print(f"[cyan]note:[/] {escape(d['message'])}")
+        if not self.quiet:  # --quiet keeps only warnings and errors
+            self.console.print(f"[cyan]note:[/] {escape(d['message'])}")
 
     def on_warning(self, d):
         self.console.print(f"[yellow]warning:[/] {escape(d['message'])}")

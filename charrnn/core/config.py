@@ -135,6 +135,11 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, DEVICES)
         _check(self.lr > 0, "--lr must be positive")
+        _check(self.weight_decay >= 0, f"--weight-decay must be 0 (off) or positive (got {self.weight_decay:g})")
+        _check(0.0 <= self.min_lr_frac <= 1.0, f"--min-lr-frac must be in [0, 1] (got {self.min_lr_frac:g})")
+        _check(self.sample_every >= 0, "--sample-every must be 0 (never) or positive")
+        _check(self.sample_length >= 1, f"--sample-length must be at least 1 (got {self.sample_length}); "
+                                        "--sample-every 0 turns the samples off")
         _check(self.warmup >= 0, "--warmup must not be negative")
         _check(self.clip >= 0, "--clip must be 0 (off) or positive")
         _check(self.epochs >= 0 and self.max_steps >= 0 and self.minutes >= 0, "budgets must not be negative")

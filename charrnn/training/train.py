@@ -48,6 +48,7 @@ from charrnn.core.checkpoint import Checkpoint, load
 from charrnn.core.config import MODEL_KEYS, ModelConfig, TrainConfig, coerce, split_options, to_dict
 from charrnn.data.batches import Batches
 from charrnn.data.corpora import CATALOG
+from charrnn.data.documents import is_pattern
 from charrnn.data.dataset import prepare_corpus
 from charrnn.core.device import resolve_device  # noqa: F401  (re-exported: older callers import it from here)
 from charrnn.core.errors import CharRNNError
@@ -112,7 +113,9 @@ def _paths_at_the_door(options: dict[str, Any]) -> dict[str, Any]:
             out[key] = os.path.abspath(os.path.expanduser(out[key]))
     corpus = out.get("corpus")
     if isinstance(corpus, str) and corpus and corpus not in CATALOG:
-        out["corpus"] = os.path.abspath(os.path.expanduser(corpus))
+        path = os.path.expanduser(corpus)
+        if os.path.exists(path) or is_pattern(corpus):  # else left as typed, for the error that names it
+            out["corpus"] = os.path.abspath(path)
     return out
 
 
