@@ -283,3 +283,51 @@ def test_quiet_keeps_only_warnings_and_errors(tmp_path):
     assert "warning:" in r.stderr
     for chatter in ("note:", "fine-tuning", "done:", "training", "checkpoint:"):
         assert chatter not in r.stderr
+
+
+# ----------------------------------------------------------------------------- diagnose --log (D9)
+
+LEARNER_ROWS = [(1, 3.1, 3.2), (2, 2.6, 2.7), (3, 2.3, 2.45), (4, 2.1, 2.3)]
+
+
+@pytest.mark.parametrize("header", ["Epoch,Train Loss,Val Loss", "epoch,train_loss,val_loss",
+                                    "EPOCH;loss/train;loss/val", "epoch\ttrain-loss\tvalid loss",
+                                    "Iteration,Loss,Validation Loss"])
+def test_learners_headers_are_read_whatever_their_case_and_separators(header, tmp_path):
+    from charrnn.diagnose.training_log import read_log
+
+    sep = ";" if ";" in header else "\t" if "\t" in header else ","
+    p = tmp_path / "log.csv"
+    p.write_text(header + "\n" + "".join(f"{e}{sep}{t}{sep}{v}\n" for e, t, v in LEARNER_ROWS), encoding="utf-8")
+    log = read_log(p)
+    assert log.x.tolist() == [1, 2, 3, 4] and log.train.tolist() == [3.1, 2.6, 2.3, 2.1]
+    assert log.val.tolist() == [3.2, 2.7, 2.45, 2.3]
+    assert log.x_name == header.split(sep)[0].lower()
+
+
+@pytest.mark.parametrize("above", ["My char-RNN run, lr=0.01", "# trained on tiny shakespeare\n# seed 0"])
+def test_a_title_or_comment_above_the_header_is_skipped(above, tmp_path):
+    from charrnn.diagnose.training_log import read_log
+
+    p = tmp_path / "log.csv"
+    p.write_text(above + "\nepoch,loss\n" + "".join(f"{e},{t}\n" for e, t, _ in LEARNER_ROWS), encoding="utf-8")
+    log = read_log(p)
+    assert log.train.tolist() == [3.1, 2.6, 2.3, 2.1] and log.val is None
+
+
+def test_a_header_without_rows_says_so(tmp_path):
+    from charrnn.diagnose.training_log import read_log
+
+    p = tmp_path / "log.csv"
+    p.write_text("epoch,loss\n", encoding="utf-8")
+    with pytest.raises(CharRNNError, match=r"has a header \(epoch, loss\) but no rows"):
+        read_log(p)
+
+
+def test_accuracy_columns_are_not_taken_for_losses(tmp_path):
+    from charrnn.diagnose.training_log import read_log
+
+    p = tmp_path / "log.csv"
+    p.write_text("step,train_acc,val_acc,loss\n1,0.1,0.1,3.0\n2,0.2,0.2,2.5\n", encoding="utf-8")
+    log = read_log(p)
+    assert log.train.tolist() == [3.0, 2.5] and log.val is None

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Optional
@@ -30,6 +31,9 @@ try:  # typer vendors click since 0.20; before, it used click itself
     from typer._click.exceptions import UsageError as _UsageError
 except ImportError:
     from click import UsageError as _UsageError
+
+
+_STARTED = time.perf_counter()  # when the command began (reset by each invocation): --minutes counts from here
 
 
 def _debug() -> bool:
@@ -88,6 +92,8 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ):
     """Train and sample character-level RNN, GRU and LSTM language models."""
+    global _STARTED
+    _STARTED = time.perf_counter()
 
 
 @app.command()
@@ -231,7 +237,7 @@ def train(
     from charrnn.training.tensorboard import fan_out
 
     try:
-        summary = run_training(options, resume=resume, on_event=fan_out(display, board))
+        summary = run_training(options, resume=resume, on_event=fan_out(display, board), started=_STARTED)
     finally:
         if board is not None:
             board.close()

@@ -142,7 +142,9 @@ class Evaluation:
         if not tr.budget.seconds or len(tr.corpus.val) < 2:
             return
         rate = self.rate or 2 * tr.run.step * tr.tokens_per_step / max(tr.elapsed(), 1e-9)
-        need = RESERVE_MARGIN * (len(tr.corpus.val) - 1) / max(rate, 1e-9) + RESERVE_EXTRA
+        n = len(tr.corpus.val) - 1
+        chars = n + (0 if part_is_whole(tr) else tr.cfg.eval_chars)  # the final scores the part, then the whole
+        need = RESERVE_MARGIN * chars / max(rate, 1e-9) + RESERVE_EXTRA
         tr.reserve = min(need, RESERVE_SHARE * tr.budget.seconds)
 
     def _final_bound(self) -> int:

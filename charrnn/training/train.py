@@ -119,9 +119,11 @@ def _paths_at_the_door(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def train(options: dict[str, Any], resume: str | None = None, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) one training run described by flat `options`; returns a summary dict."""
-    t0 = time.perf_counter()  # --minutes counts from here: reading the corpus is part of the command
+def train(options: dict[str, Any], resume: str | None = None, on_event: Callable[[Event], None] | None = None,
+          started: float | None = None) -> dict[str, Any]:
+    """Run (or resume) one training run described by flat `options`; returns a summary dict. `started`:
+    when the command began (time.perf_counter()), which is when a --minutes budget starts; default now."""
+    t0 = time.perf_counter() if started is None else started  # reading the corpus is part of the command too
     emit = on_event or (lambda e: None)
     # a checkpoint to fine-tune from is read once: for its configs here and for its weights in _train
     init = load(options["init_from"]) if options.get("init_from") and resume is None else None
