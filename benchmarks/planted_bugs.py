@@ -259,6 +259,29 @@ BUGS = [
         "diagnose compares a recorded loss of part of the val split with the whole split (a false warning)",
         ("tests/test_newcomer.py",), "diagnose_compares"),
 
+    Bug("log-header-exact-names", "charrnn/diagnose/training_log.py", "    words = _words(name)\n",
+        "    words = [name.strip().lower()]\n", "diagnose --log refuses headers such as 'Train Loss' or 'loss/train'",
+        ("tests/test_newcomer.py",), "headers"),
+    Bug("log-title-read-as-header", "charrnn/diagnose/training_log.py", "    lines = lines[start:]\n", "    lines = lines[0:]\n",
+        "diagnose --log takes a title line above the header for the header", ("tests/test_newcomer.py",), "title"),
+    Bug("log-header-only-columns-none", "charrnn/diagnose/training_log.py", "    if len(lines) == 1:\n", "    if False:\n",
+        "a header with no rows is reported as 'columns found: none'", ("tests/test_newcomer.py",), "without_rows"),
+    Bug("corpus-stored-as-typed", "charrnn/training/train.py", 'out["corpus"] = os.path.abspath(path)', 'out["corpus"] = corpus',
+        "a relative --corpus is stored as typed: --resume from another folder cannot find it", ("tests/test_newcomer.py",), "relative"),
+    Bug("out-tilde-literal", "charrnn/training/train.py", 'PATH_KEYS = ("out", "data_dir", "init_from")',
+        'PATH_KEYS = ("data_dir", "init_from")', "--out '~/runs/x' creates a folder named ~", ("tests/test_newcomer.py",), "tilde"),
+    Bug("cache-in-users-folder", "charrnn/data/documents.py", "    folder = cache_dir()\n",
+        "    folder = files[0].parent\n", "a directory corpus writes its joined text into the user's folder",
+        ("tests/test_newcomer.py",), "directory_corpus"),
+    Bug("weight-decay-negative-trains", "charrnn/core/config.py", "_check(self.weight_decay >= 0,", "_check(True,",
+        "--weight-decay -0.1 trains", ("tests/test_newcomer.py",), "one_line"),
+    Bug("usage-error-box", "charrnn/cli/app.py", "except _UsageError as e:", "except ZeroDivisionError as e:",
+        "a usage error is typer's six-line box, not one line", ("tests/test_newcomer.py",), "one_line"),
+    Bug("quiet-prints-notes", "charrnn/cli/progress.py", "if not self.quiet:  # --quiet keeps only warnings and errors",
+        "if True:", "--quiet still prints notes", ("tests/test_newcomer.py",), "quiet"),
+    Bug("top-p-zero-means-off", "charrnn/cli/app.py", "if not 0.0 < top_p <= 1.0:", "if not 0.0 <= top_p <= 1.0:",
+        "--top-p 0 silently means off", ("tests/test_newcomer.py",), "top_p"),
+
     # ---- serve (issue 22): entries go below this line ----
 
     # ---- export (issue 23): entries go below this line ----

@@ -257,7 +257,9 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     """D7, D10: a meaningless value or a usage error is one line on stderr and exit code 2, before training."""
     from tests.helpers import cli, error_line
 
-    r = cli(*args, "--out", tmp_path / "r", code=2) if args[0] == "train" else cli(*args, code=2)
+    corpus = write_corpus(tmp_path)  # should a check be missing, the run is tiny, not a default training
+    tiny = ("--corpus", corpus, "--out", tmp_path / "r", "--max-steps", "1", "--hidden", "8")
+    r = cli("train", *tiny, *args[1:], code=2) if args[0] == "train" else cli(*args, code=2)
     assert message in error_line(r)
     assert not (tmp_path / "r").exists()
 
@@ -331,3 +333,31 @@ def test_accuracy_columns_are_not_taken_for_losses(tmp_path):
     p.write_text("step,train_acc,val_acc,loss\n1,0.1,0.1,3.0\n2,0.2,0.2,2.5\n", encoding="utf-8")
     log = read_log(p)
     assert log.train.tolist() == [3.0, 2.5] and log.val is None
+
+
+# ----------------------------------------------------------------------------------------- surprises
+
+
+def test_no_help_text_loses_a_bracket_to_rich_markup():
+    """D5: rich reads "[tensorboard]" in a help text as a style tag and drops it ("needs 'charrnn'")."""
+    import re
+
+    import typer
+
+    from charrnn.cli.app import app
+
+    def commands(cmd, path="charrnn"):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from commands(sub, f"{path} {name}")
+
+    swallowed = [f"{path} {p.opts[0]}: {m.group(0)}" for path, cmd in commands(typer.main.get_command(app))
+                 for p in cmd.params for m in re.finditer(r"(?<!\\)\[[a-z][a-z_-]*\]", getattr(p, "help", None) or "")]
+    assert not swallowed
+
+
+def test_train_and_eval_help_name_their_extras():
+    from tests.helpers import cli
+
+    assert "charrnn[tensorboard]" in " ".join(cli("train", "--help").stdout.split())
+    assert "charrnn[plot]" in " ".join(cli("eval", "--help").stdout.split())

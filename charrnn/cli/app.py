@@ -208,7 +208,7 @@ def train(
     sample_length: Optional[int] = typer.Option(None, "--sample-length", help="Characters per sample" + _d("sample_length"), rich_help_panel="Reporting"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors.", rich_help_panel="Reporting"),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end.", rich_help_panel="Reporting"),
-    tensorboard: bool = typer.Option(False, "--tensorboard", help="Log scalars and samples for TensorBoard to RUN/tensorboard (needs 'charrnn[tensorboard]').", rich_help_panel="Reporting"),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Log scalars and samples for TensorBoard to RUN/tensorboard (needs 'charrnn\\[tensorboard]').", rich_help_panel="Reporting"),
     tensorboard_dir: Optional[Path] = typer.Option(None, "--tensorboard-dir", help="Write the TensorBoard logs here instead (implies --tensorboard).", rich_help_panel="Reporting"),
 ):
     from charrnn.core.config import load_preset, load_yaml, preset_names
@@ -424,7 +424,7 @@ def eval_(
     ngram: int = typer.Option(0, "--ngram", help="Also score Kneser-Ney 1..N-gram models fitted on the run's training split, and split the model's advantage by where it comes from; 0 = off."),
     json_out: bool = typer.Option(False, "--json", help="Print {loss, bpc, perplexity, chars, ...} as JSON (with --show or --html: also every character's surprisal and top-5 guesses)."),
     by_position: bool = typer.Option(False, "--by-position", help="Also show the loss against characters since the state was reset, with the run's trained horizon marked."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="With --by-position: save the curve as a PNG here (needs pip install 'charrnn[plot]') \\[default: by_position.png in the run directory when matplotlib is installed]."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With --by-position: save the curve as a PNG here (needs pip install 'charrnn\\[plot]') \\[default: by_position.png in the run directory when matplotlib is installed]."),
     show: bool = typer.Option(False, "--show", help="Show the text coloured by each character's surprisal (bits) and list the most surprising characters.", rich_help_panel="Surprisal map"),
     html: Optional[Path] = typer.Option(None, "--html", help="Write the surprisal map as a self-contained HTML page (hover a character for the model's top-5 guesses).", rich_help_panel="Surprisal map"),
     max_chars: int = typer.Option(2000, "--max-chars", help="With --show or --html: score the first N characters, as one stream from a zero state.", rich_help_panel="Surprisal map"),
