@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: seconds on a busy machine, out of the timed runs)
 
 from charrnn.core.checkpoint import load
 from charrnn.core.config import TrainConfig, coerce
@@ -116,8 +117,8 @@ def test_minutes_bounds_the_run_with_its_final_evaluation(tmp_path, monkeypatch)
 
 
 def test_minutes_evaluates_and_samples_by_the_clock(tmp_path, monkeypatch):
-    """Under --minutes an evaluation (and every second one a sample) comes by the clock, whatever
-    --eval-every says, so a slow machine shows the model learning early."""
+    """Under --minutes an evaluation comes by the clock, whatever --eval-every says, with a sample at the
+    first and then every --sample-every evaluations, so a slow machine shows the model learning early."""
     monkeypatch.setattr(subscribers, "EVAL_SECONDS", (0.5, 300.0))
     corpus = write_corpus(tmp_path)
     events = []
@@ -126,8 +127,8 @@ def test_minutes_evaluates_and_samples_by_the_clock(tmp_path, monkeypatch):
     evals = [e.data for e in events if e.kind == "eval"]
     assert len(evals) >= 4, [round(e["time"], 2) for e in evals]
     assert all(0.4 < b["time"] - a["time"] < 1.0 for a, b in zip(evals[:3], evals[1:3]))
-    first_sample = next(e.data for e in events if e.kind == "sample")
-    assert first_sample["step"] == evals[1]["step"]
+    samples = [e.data["step"] for e in events if e.kind == "sample"]
+    assert samples[:2] == [evals[0]["step"], evals[1]["step"]]  # the first evaluation's, then every second's
 
 
 def test_a_long_evaluation_reports_its_progress(tmp_path, monkeypatch):
@@ -361,3 +362,45 @@ def test_train_and_eval_help_name_their_extras():
 
     assert "charrnn[tensorboard]" in " ".join(cli("train", "--help").stdout.split())
     assert "charrnn[plot]" in " ".join(cli("eval", "--help").stdout.split())
+
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    corpus = write_corpus(tmp_path)
+    train(tiny_options(corpus, tmp_path / "run", max_steps=2))
+    return tmp_path / "run"
+
+
+def test_piped_interactive_sampling_exits_non_zero_after_a_failed_prompt(tiny_run):
+    from typer.testing import CliRunner
+
+    from charrnn.cli.app import app
+
+    r = CliRunner().invoke(app, ["sample", str(tiny_run), "-i", "-n", "5", "--seed", "1"], input="the\nЖЖ\nmachine\n")
+    assert r.exit_code == 2, r.output
+    assert r.stdout.count("the") >= 1 and "machine" in r.stdout  # the prompts around the failed one ran
+    assert "1 prompt(s) could not be continued" in r.stderr
+    ok = CliRunner().invoke(app, ["sample", str(tiny_run), "-i", "-n", "5", "--seed", "1"], input="the\nmachine\n")
+    assert ok.exit_code == 0, ok.output
+
+
+def test_ctrl_c_during_sample_says_so(tiny_run, monkeypatch):
+    from typer.testing import CliRunner
+
+    from charrnn.cli.app import app
+    from charrnn.core import checkpoint
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "load", interrupted)
+    r = CliRunner().invoke(app, ["sample", str(tiny_run)])
+    assert r.exit_code == 130 and "charrnn: interrupted (Ctrl-C)" in r.stderr
+
+
+def test_eval_html_page_is_titled_by_what_it_scored(tiny_run, tmp_path):
+    from tests.helpers import cli
+
+    cli("eval", tiny_run, "--html", tmp_path / "page.html", "--max-chars", "200")
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    assert "<title>charrnn eval: corpus val split" in page and "<title>charrnn explore</title>" not in page

@@ -52,6 +52,9 @@ class _Group(TyperGroup):
                 raise
             print(f"charrnn: error: {e}", file=sys.stderr)
             ctx.exit(e.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C outside training (which saves and says so itself)
+            print("charrnn: interrupted (Ctrl-C)", file=sys.stderr)
+            ctx.exit(130)
         except _UsageError as e:  # a bad flag or value: one line and exit 2, as the engine's bad input
             where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
             print(f"charrnn: error: {e.format_message()}{where}", file=sys.stderr)
@@ -384,6 +387,7 @@ def _sample_interactive(model, vocab, start, length, beam, opts, generator, carr
     tty = sys.stdin.isatty()
     if tty:
         _note(HELP)
+    failed = 0  # piped prompts that could not be continued: the exit code says so at the end
     try:
         while True:
             line = input("> ") if tty else sys.stdin.readline()
@@ -401,6 +405,7 @@ def _sample_interactive(model, vocab, start, length, beam, opts, generator, carr
                     sys.stdout.flush()
             except CharRNNError as e:  # a typo in one prompt does not end the session
                 print(f"charrnn: error: {e}", file=sys.stderr)
+                failed += 1
                 continue
             sys.stdout.write("\n")
             sys.stdout.flush()
@@ -408,6 +413,8 @@ def _sample_interactive(model, vocab, start, length, beam, opts, generator, carr
                 _print_logprob(event.samples[0])
     except (EOFError, KeyboardInterrupt):
         sys.stderr.write("\n")
+    if failed and not tty:
+        raise CharRNNError(f"{failed} prompt(s) could not be continued (the errors above); the others were")
 
 
 # ---------------------------------------------------------------------------------------------- eval
@@ -506,7 +513,7 @@ def _surprisal_map(ckpt, text, split_name, device, impl, data_dir, max_chars, sh
     vocab = ck.vocab
     data = page_data(model, vocab, ids, dev, source=source, checkpoint=ck.path, units=False)
     if html is not None:
-        path = write_page(html, render_page(data))
+        path = write_page(html, render_page(data, title=f"charrnn eval: {source}"))
         console.print(f"wrote the surprisal map of {len(ids):,} characters to {path}")
     if show:
         screen = console if json_out else out  # stdout carries the JSON when both are asked for

@@ -120,7 +120,7 @@ class Evaluation:
         seconds = tr.budget.seconds
         # by the clock only in one process: ranks' clocks differ, and an evaluation is a collective call
         self.interval = min(max(seconds / 12, EVAL_SECONDS[0]), EVAL_SECONDS[1]) if seconds and tr.ddp is None else 0.0
-        self.t_last = tr.elapsed()
+        self.t_last = tr.run.elapsed  # the clock's start: the command's, so set-up time counts towards the first
         self.rate = 0.0  # characters scored per second, measured at the evaluations so far
         self.part_step = -1  # the step whose fixed part tr.selection scored
 
@@ -295,7 +295,8 @@ def _scope(tr: Trainer) -> str | None:
 
 
 class Samples:
-    """Every --sample-every evaluations: a sample from the model, always from the run's seed."""
+    """Every --sample-every evaluations (and under --minutes at the first): a sample from the model,
+    always from the run's seed."""
 
     def __init__(self, tr: Trainer):
         self.tr = tr
@@ -307,7 +308,9 @@ class Samples:
             return
         self.evals += 1
         cfg = self.tr.cfg
-        if cfg.sample_every and self.evals % cfg.sample_every == 0 and cfg.sample_length > 0:
+        # under --minutes the first evaluation brings a sample too: a slow machine shows the model early
+        first = self.evals == 1 and self.tr.budget.seconds
+        if cfg.sample_every and (self.evals % cfg.sample_every == 0 or first) and cfg.sample_length > 0:
             g = torch.Generator().manual_seed(cfg.seed)
             text = sample_text(self.tr.model, self.tr.corpus.vocab, self.prefix, cfg.sample_length, generator=g)
             self.tr.publish("sample", {"step": self.tr.run.step, "prefix": self.prefix, "text": text})
