@@ -404,3 +404,42 @@ def test_eval_html_page_is_titled_by_what_it_scored(tiny_run, tmp_path):
     cli("eval", tiny_run, "--html", tmp_path / "page.html", "--max-chars", "200")
     page = (tmp_path / "page.html").read_text(encoding="utf-8")
     assert "<title>charrnn eval: corpus val split" in page and "<title>charrnn explore</title>" not in page
+
+
+def _crlf_corpus(tmp_path):
+    from tests.helpers import make_text
+
+    p = tmp_path / "windows.txt"
+    p.write_bytes(make_text(6000).replace("\n", "\r\n").encode("utf-8"))
+    return p
+
+
+def test_windows_line_endings_get_a_note_and_normalize_drops_the_carriage_return(tmp_path):
+    corpus = _crlf_corpus(tmp_path)
+    notes = []
+    train(tiny_options(corpus, tmp_path / "keep", max_steps=2),
+          on_event=lambda e: notes.append(e.data["message"]) if e.kind == "notice" else None)
+    assert "\r" in load(str(tmp_path / "keep")).vocab.chars
+    assert any("carriage returns" in n and "--newline normalize" in n for n in notes)
+    notes.clear()
+    train(tiny_options(corpus, tmp_path / "norm", max_steps=2, newline="normalize"),
+          on_event=lambda e: notes.append(e.data["message"]) if e.kind == "notice" else None)
+    ck = load(str(tmp_path / "norm"))
+    assert "\r" not in ck.vocab.chars and "\n" in ck.vocab.chars and not notes
+    assert ck.preprocessing.prefix("a\r\nb\rc") == "a\nb\nc"  # prompts are prepared as the corpus was
+
+
+def test_the_cache_normalizes_line_endings_exactly_as_in_memory(tmp_path, monkeypatch):
+    from charrnn.core.vocab import preprocess, read_text
+    from charrnn.data import cache
+
+    corpus = _crlf_corpus(tmp_path)
+    monkeypatch.setattr(cache, "CHUNK_BYTES", 29)
+    vocab, ids = cache.cached_ids(corpus, newline="normalize")
+    assert vocab.decode(ids) == preprocess(read_text(corpus), newline="normalize")
+    assert "\r" not in vocab.chars
+
+
+def test_newline_values_are_checked():
+    with pytest.raises(CharRNNError, match="--newline must be keep or normalize"):
+        TrainConfig(newline="crlf")

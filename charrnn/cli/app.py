@@ -181,6 +181,7 @@ def train(
     lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Lower-case the text." + _d("lowercase"), rich_help_panel="Data"),
     letters_only: Optional[bool] = typer.Option(None, "--letters-only/--no-letters-only", help="d2l's preprocessing: runs of non-letters -> one space, lower-case." + _d("letters_only"), rich_help_panel="Data"),
     max_chars: Optional[int] = typer.Option(None, "--max-chars", help="Keep the first N characters (d2l's max_tokens); 0 = all." + _d("max_chars"), rich_help_panel="Data"),
+    newline: Optional[str] = typer.Option(None, "--newline", help="keep | normalize: Windows (\\r\\n) and old Mac (\\r) line endings to \\n." + _d("newline"), rich_help_panel="Data"),
     encoding_errors: Optional[str] = typer.Option(None, "--encoding-errors", help="strict | replace" + _d("encoding_errors"), rich_help_panel="Data"),
     val_frac: Optional[float] = typer.Option(None, "--val-frac", help="Validation fraction (the end of the text)" + _d("val_frac"), rich_help_panel="Data"),
     test_frac: Optional[float] = typer.Option(None, "--test-frac", help="Test fraction (after val)" + _d("test_frac"), rich_help_panel="Data"),
@@ -256,7 +257,7 @@ def train(
 _FLAG_RENAMES = {"out_dir": "out", "compile_": "compile"}
 _TRAIN_FLAG_KEYS = {
     "corpus", "init_from", "out_dir", "model", "impl", "hidden", "layers", "embed", "dropout", "init_std", "data_dir", "mirror", "lowercase",
-    "letters_only", "max_chars", "encoding_errors", "val_frac", "test_frac", "batch_size", "seq_len", "sampling",
+    "letters_only", "max_chars", "encoding_errors", "newline", "val_frac", "test_frac", "batch_size", "seq_len", "sampling",
     "state", "optimizer", "lr", "weight_decay", "schedule", "warmup", "min_lr_frac", "clip", "epochs", "max_steps",
     "minutes", "device", "seed", "threads", "amp", "compile_", "eval_every", "eval_chars", "log_every", "sample_every",
     "sample_prefix", "sample_length",

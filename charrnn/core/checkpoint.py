@@ -131,10 +131,11 @@ class Preprocessing:
     letters_only: bool = False
     max_chars: int = 0
     encoding_errors: str = "strict"
+    newline: str = "keep"  # "normalize": \r\n and \r became \n (checkpoints before --newline kept them)
 
     def text(self, raw: str) -> str:
         """A text to score, prepared as the training text was (all of it: max_chars cut the corpus only)."""
-        return preprocess(raw, self.lowercase, self.letters_only)
+        return preprocess(raw, self.lowercase, self.letters_only, newline=self.newline)
 
     def read(self, path: str | Path) -> str:
         return self.text(read_text(path, self.encoding_errors))

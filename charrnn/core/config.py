@@ -84,6 +84,7 @@ class TrainConfig:
     letters_only: bool = False
     max_chars: int = 0  # 0 = the whole corpus (d2l's max_tokens)
     encoding_errors: str = "strict"  # strict | replace
+    newline: str = "keep"  # keep the text's line endings | normalize \r\n and \r to \n
     val_frac: float = 0.1
     test_frac: float = 0.0
     # batches
@@ -124,6 +125,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _check(self.encoding_errors in ("strict", "replace"), "--encoding-errors must be strict or replace")
+        _check(self.newline in ("keep", "normalize"), f"--newline must be keep or normalize (got {self.newline!r})")
         _check(0.0 <= self.val_frac < 1.0 and 0.0 <= self.test_frac < 1.0, "--val-frac and --test-frac must be in [0, 1)")
         _check(self.val_frac + self.test_frac < 1.0, "--val-frac plus --test-frac must leave some text to train on")
         _check(self.max_chars >= 0, "--max-chars must not be negative")

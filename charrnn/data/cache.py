@@ -54,18 +54,19 @@ def cache_dir(corpus: Path | None = None) -> Path:
 
 
 def cache_key(path: Path, lowercase: bool, letters_only: bool, max_chars: int, encoding_errors: str,
-              vocab: Vocab | None = None) -> str:
+              newline: str = "keep", vocab: Vocab | None = None) -> str:
     st = path.stat()
     parts = {"version": CACHE_VERSION, "path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "lowercase": lowercase,
              "letters_only": letters_only, "max_chars": max_chars, "encoding_errors": encoding_errors,
-             "vocab": None if vocab is None else "".join(vocab.chars)}
+             "vocab": None if vocab is None else "".join(vocab.chars), **({"newline": newline} if newline != "keep" else {})}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def text_chunks(path: Path, lowercase: bool = False, letters_only: bool = False, max_chars: int = 0,
-                encoding_errors: str = "strict", chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
+                encoding_errors: str = "strict", newline: str = "keep", chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
     """The preprocessed text of `path` in pieces whose concatenation equals
-    preprocess(read_text(path), lowercase, letters_only, max_chars)."""
+    preprocess(read_text(path), lowercase, letters_only, max_chars, newline) (a piece ends after a \n
+    byte, so no \r\n pair is split)."""
     left = max_chars if max_chars > 0 else None
     offset = 0  # byte offset of `pending` in the file, for decode errors
     pending = b""
@@ -89,7 +90,7 @@ def text_chunks(path: Path, lowercase: bool = False, letters_only: bool = False,
             offset += cut
             if first:
                 text, first = text.removeprefix("\ufeff"), False
-            text = preprocess(text, lowercase, letters_only)
+            text = preprocess(text, lowercase, letters_only, newline=newline)
             if left is not None:
                 text = text[:left]
                 left -= len(text)
@@ -99,11 +100,12 @@ def text_chunks(path: Path, lowercase: bool = False, letters_only: bool = False,
 
 def cached_ids(path: str | Path, lowercase: bool = False, letters_only: bool = False, max_chars: int = 0,
                encoding_errors: str = "strict", vocab: Vocab | None = None,
-               notice=None) -> tuple[Vocab, np.ndarray]:
+               notice=None, newline: str = "keep") -> tuple[Vocab, np.ndarray]:
     """The corpus's vocabulary (or `vocab`, a checkpoint's) and its ids as a read-only memmap, encoding
     into the cache first when no valid entry exists."""
     path = Path(path)
-    opts = dict(lowercase=lowercase, letters_only=letters_only, max_chars=max_chars, encoding_errors=encoding_errors)
+    opts = dict(lowercase=lowercase, letters_only=letters_only, max_chars=max_chars, encoding_errors=encoding_errors,
+                newline=newline)
     folder = cache_dir(path)
     # The corpus's own encoding first: a checkpoint trained on this file usually has exactly its vocabulary.
     own = folder / f"{path.stem}-{cache_key(path, **opts)}"

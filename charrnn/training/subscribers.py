@@ -269,7 +269,7 @@ def snapshot(tr: Trainer, carried) -> dict:
         "model_config": to_dict(tr.mcfg),
         "vocab": list(corpus.vocab.chars),
         "preprocessing": {"lowercase": cfg.lowercase, "letters_only": cfg.letters_only,
-                          "max_chars": cfg.max_chars, "encoding_errors": cfg.encoding_errors},
+                          "max_chars": cfg.max_chars, "encoding_errors": cfg.encoding_errors, "newline": cfg.newline},
         "train_config": to_dict(cfg),
         "corpus": {"name": corpus.name, "path": corpus.path, "train_chars": len(corpus.train),
                    "val_chars": len(corpus.val), "test_chars": len(corpus.test)},
