@@ -282,6 +282,23 @@ BUGS = [
     Bug("top-p-zero-means-off", "charrnn/cli/app.py", "if not 0.0 < top_p <= 1.0:", "if not 0.0 <= top_p <= 1.0:",
         "--top-p 0 silently means off", ("tests/test_newcomer.py",), "top_p"),
 
+    Bug("piped-interactive-exit-0", "charrnn/cli/app.py", "    if failed and not tty:\n", "    if False:\n",
+        "piped sample -i exits 0 after a prompt failed", ("tests/test_newcomer.py",), "piped"),
+    Bug("ctrl-c-silent", "charrnn/cli/app.py", 'print("charrnn: interrupted (Ctrl-C)", file=sys.stderr)', "pass",
+        "Ctrl-C during sample exits 130 without a word", ("tests/test_newcomer.py",), "ctrl_c"),
+    Bug("html-title-explore", "charrnn/cli/app.py", 'render_page(data, title=f"charrnn eval: {source}")', "render_page(data)",
+        "the eval --html page is titled 'charrnn explore'", ("tests/test_newcomer.py",), "html"),
+    Bug("help-extra-swallowed", "charrnn/cli/app.py", "(needs 'charrnn\\\\[tensorboard]')", "(needs 'charrnn[tensorboard]')",
+        "rich swallows [tensorboard] in train --help", ("tests/test_newcomer.py",), "bracket or extras"),
+    Bug("crlf-no-note", "charrnn/data/dataset.py", '    if found and cfg.newline == "keep" and not cfg.letters_only and notice:',
+        "    if False:", "a corpus with Windows line endings trains with \\r in its vocabulary without a word",
+        ("tests/test_newcomer.py",), "line_endings"),
+    Bug("crlf-normalize-ignored", "charrnn/core/vocab.py", '    if newline == "normalize":\n', '    if False:\n',
+        "--newline normalize keeps the carriage returns", ("tests/test_newcomer.py",), "line_endings or newline"),
+    Bug("summary-val-scope-unlabelled", "charrnn/training/train.py",
+        '"val_scope": None if not last_val else "full" if last_val.chars >= len(tr.corpus.val) - 1 else "part",',
+        '"val_scope": None,', "the train summary does not say which val loss it shows", ("tests/test_newcomer.py",), "which_val_loss"),
+
     # ---- serve (issue 22): entries go below this line ----
 
     # ---- export (issue 23): entries go below this line ----

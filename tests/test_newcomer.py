@@ -443,3 +443,21 @@ def test_the_cache_normalizes_line_endings_exactly_as_in_memory(tmp_path, monkey
 def test_newline_values_are_checked():
     with pytest.raises(CharRNNError, match="--newline must be keep or normalize"):
         TrainConfig(newline="crlf")
+
+
+def test_the_summary_and_info_say_which_val_loss_they_show(tmp_path):
+    """D4: one run showed 1.6180 (summary), 1.6209 (info) and 1.6073 (eval) without saying what each was."""
+    from charrnn.core.checkpoint import describe
+
+    corpus = write_corpus(tmp_path, 30000)
+    summary = train(tiny_options(corpus, tmp_path / "run", max_steps=20, eval_every=10, val_frac=0.5, eval_chars=2048))
+    last = load(str(tmp_path / "run" / "last.pt")).raw
+    best = load(str(tmp_path / "run" / "best.pt")).raw
+    assert summary["val_loss"] == last["val_loss"] and (summary["val_scope"], summary["val_chars"]) == ("full", 14999)
+    assert summary["best_step"] == best["position"]["step"] and summary["best_val_scope"] == "part"
+    assert summary["best_val_loss"] == best["best_val_loss"]
+    assert summary["train_loss_of"].startswith("epoch ")
+    d = describe(tmp_path / "run")
+    assert d["path"].endswith("best.pt") and (d["val_scope"], d["best_val_scope"]) == (best["val_scope"], "part")
+    assert set(d["run_checkpoints"]) == {"best.pt", "last.pt"}
+    assert d["run_checkpoints"]["last.pt"] == f"step 20, val loss {last['val_loss']:.4f} (whole split)"

@@ -75,6 +75,7 @@ class Trainer:
     last_val: LossReport | None = None  # the latest evaluation (the whole val split at the end of a run)
     selection: LossReport | None = None  # the latest evaluation of the fixed part best.pt is chosen on
     last_epoch: LossReport | None = None  # the latest complete epoch's training loss
+    best_step: int | None = None  # the step best.pt was saved at in this session
     t_start: float = field(default_factory=time.perf_counter)
     t_log: float = 0.0  # when the current log interval began (evaluation time is moved out of it)
     reserve: float = 0.0  # seconds of a --minutes budget kept for the final evaluation (set by Evaluation)

@@ -251,6 +251,7 @@ class Checkpoints:
             if tr.selection is not None and tr.selection.loss < tr.run.best_val:
                 tr.run.best_val = tr.selection.loss
                 self.save("best.pt", e.carried)
+                tr.best_step = tr.run.step
             self.save("last.pt", e.carried)
         elif e.kind == "stop":
             if tr.main:

@@ -44,7 +44,7 @@ from charrnn import __version__
 from charrnn.training import distributed
 from charrnn.training import finetune
 from charrnn.training import rundir
-from charrnn.core.checkpoint import Checkpoint, load
+from charrnn.core.checkpoint import Checkpoint, load, load_checkpoint
 from charrnn.core.config import MODEL_KEYS, ModelConfig, TrainConfig, coerce, split_options, to_dict
 from charrnn.data.batches import Batches
 from charrnn.data.corpora import CATALOG
@@ -244,7 +244,8 @@ def _summary(tr: Trainer, interrupted: bool) -> dict[str, Any]:
         "val_chars": last_val.chars if last_val else None,
         "best_val_loss": best_val if math.isfinite(best_val) else None,
         "best_val_scope": "full" if part_is_whole(tr) else "part",  # best.pt is chosen on the --eval-chars part
-        "best_step": load(best_pt).position.get("step") if best_pt.exists() and tr.main else None,
+        "best_step": tr.best_step if tr.best_step is not None or not best_pt.exists() or not tr.main
+        else (load_checkpoint(best_pt).get("position") or {}).get("step"),  # saved by an earlier session
         "checkpoint": str(tr.run_dir / ("best.pt" if best_pt.exists() else "last.pt")),
     }
     tr_loss = summary["train_loss"]
