@@ -120,7 +120,7 @@ class Evaluation:
         seconds = tr.budget.seconds
         # by the clock only in one process: ranks' clocks differ, and an evaluation is a collective call
         self.interval = min(max(seconds / 12, EVAL_SECONDS[0]), EVAL_SECONDS[1]) if seconds and tr.ddp is None else 0.0
-        self.t_last = tr.run.elapsed  # the clock's start: the command's, so set-up time counts towards the first
+        self.t_last = tr.elapsed()  # the first comes EVAL_SECONDS into training, not at its first step after a slow set-up
         self.rate = 0.0  # characters scored per second, measured at the evaluations so far
         self.part_step = -1  # the step whose fixed part tr.selection scored
 
