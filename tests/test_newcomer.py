@@ -461,3 +461,11 @@ def test_the_summary_and_info_say_which_val_loss_they_show(tmp_path):
     assert d["path"].endswith("best.pt") and (d["val_scope"], d["best_val_scope"]) == (best["val_scope"], "part")
     assert set(d["run_checkpoints"]) == {"best.pt", "last.pt"}
     assert d["run_checkpoints"]["last.pt"] == f"step 20, val loss {last['val_loss']:.4f} (whole split)"
+
+
+def test_eval_reports_how_far_it_has_scored(tiny_run):
+    from charrnn.analysis.texts import evaluate_text
+
+    seen = []
+    evaluate_text(tiny_run, split="val", device="cpu", progress=seen.append)
+    assert seen and seen == sorted(seen) and seen[-1] == 1.0

@@ -47,14 +47,14 @@ def text_ids(ck: Checkpoint, text=None, split: str | None = "val", data_dir: str
 
 
 def evaluate_text(ckpt_path, text=None, split: str | None = "val", device: str = "auto", impl: str | None = None,
-                  data_dir: str | None = None, by_position: bool = False) -> dict:
+                  data_dir: str | None = None, by_position: bool = False, progress=None) -> dict:
     """`charrnn eval`: the per-character loss of a checkpoint on `text_ids`. The result says which layout
     was scored, and warns when its streams run past the run's trained horizon; with `by_position`, the
     same streams' loss against characters since the zero state (`charrnn.analysis.horizon`)."""
     dev = resolve_device(device)
     ck = load(ckpt_path, dev, impl=impl)
     ids, source = text_ids(ck, text, split, data_dir)
-    report = evaluate_ids(ck.model, ids, dev, chunk=256)
+    report = evaluate_ids(ck.model, ids, dev, chunk=256, progress=progress)  # progress(fraction scored)
     rows, cols = eval_layout(report.chars)
     horizon = horizon_of(ck.raw)
     result = {**report.to_dict(), "source": source, "checkpoint": ck.path, "step": ck.position.get("step"),

@@ -456,8 +456,9 @@ def eval_(
         return _eval_ngram(ckpt, ngram, text, split_name or ("val" if text is None else None), device, impl, data_dir, json_out)
     if show or html is not None:
         return _surprisal_map(ckpt, text, split_name, device, impl, data_dir, max_chars, show, html, json_out)
-    result = evaluate_text(ckpt, text=text, split=split_name or ("val" if text is None else None), device=device,
-                           impl=impl, data_dir=data_dir, by_position=by_position)
+    with console.status("scoring", spinner="dots") as status:  # a long split: how far it is
+        result = evaluate_text(ckpt, text=text, split=split_name or ("val" if text is None else None), device=device, impl=impl,
+                               data_dir=data_dir, by_position=by_position, progress=lambda f: status.update(f"scoring: {f:.0%}"))
     if json_out:
         print(json.dumps(result))
     else:
