@@ -254,11 +254,11 @@ def _summary(tr: Trainer, interrupted: bool) -> dict[str, Any]:
 
 
 def _train_loss_of(tr: Trainer) -> str:
-    """What the summary's train loss is the mean of: "epoch 5", or "epoch 6 so far (37 steps)"."""
+    """What the summary's train loss is the mean of: "epoch 5", or "the first 37 steps of epoch 6"."""
     if tr.last_epoch is not None:
         return f"epoch {tr.run.epoch}"
     steps = tr.run.epoch_acc["chars"] // max(tr.tokens_per_step, 1)
-    return f"epoch {tr.run.epoch + 1} so far ({steps:,} step{'s' * (steps != 1)})"
+    return f"the first {steps:,} step{'s' * (steps != 1)} of epoch {tr.run.epoch + 1}"
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
