@@ -209,6 +209,7 @@ def test_a_relative_corpus_is_stored_absolute_and_resumes_from_another_folder(tm
     saved = load(str(work / "runs" / "x" / "last.pt")).raw
     assert saved["train_config"]["corpus"] == str(work / "data" / "c.txt")
     assert saved["corpus"]["path"] == str(work / "data" / "c.txt")
+    assert saved["corpus"]["as_typed"] == "data/c.txt"  # for display
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

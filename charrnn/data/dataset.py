@@ -25,11 +25,12 @@ class Corpus:
     """A corpus ready for training: its name and file, vocabulary and the three encoded splits."""
 
     name: str
-    path: str
+    path: str  # absolute
     vocab: Vocab
     train: Any
     val: Any
     test: Any
+    as_typed: str | None = None  # --corpus as the user wrote it (relative, with ~), for display
 
 
 def prepare_corpus(cfg, vocab: Vocab | None = None, notice: Callable[[str], None] | None = None) -> Corpus:

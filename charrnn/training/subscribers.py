@@ -272,7 +272,7 @@ def snapshot(tr: Trainer, carried) -> dict:
         "preprocessing": {"lowercase": cfg.lowercase, "letters_only": cfg.letters_only,
                           "max_chars": cfg.max_chars, "encoding_errors": cfg.encoding_errors, "newline": cfg.newline},
         "train_config": to_dict(cfg),
-        "corpus": {"name": corpus.name, "path": corpus.path, "train_chars": len(corpus.train),
+        "corpus": {"name": corpus.name, "path": corpus.path, "as_typed": corpus.as_typed, "train_chars": len(corpus.train),
                    "val_chars": len(corpus.val), "test_chars": len(corpus.test)},
         "model": tr.model.state_dict(),
         "optimizer": tr.optimizer.state_dict(),

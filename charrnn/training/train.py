@@ -128,24 +128,27 @@ def train(options: dict[str, Any], resume: str | None = None, on_event: Callable
     # a checkpoint to fine-tune from is read once: for its configs here and for its weights in _train
     init = load(options["init_from"]) if options.get("init_from") and resume is None else None
     mcfg, cfg, ck = build_configs(options, resume, init)
+    typed = options.get("corpus") or ((ck.raw.get("corpus") or {}).get("as_typed") if ck else None)
     threads = choose_threads(cfg.threads)
     with using_threads(threads.count):  # the caller's count is restored after the run
         ddp = distributed.setup(cfg.device, cfg.batch_size)  # None unless torchrun started several processes
         try:
             return _train(mcfg, cfg, ck, init, emit if ddp is None or ddp.is_main else (lambda e: None), ddp,
-                          threads, t0)
+                          threads, t0, typed)
         finally:
             distributed.teardown(ddp)
 
 
 def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, init: Checkpoint | None,
            emit: Callable[[Event], None], ddp: distributed.DistContext | None, threads: ThreadChoice,
-           t0: float) -> dict[str, Any]:
+           t0: float, typed: str | None = None) -> dict[str, Any]:
     """Set the run up, hold its directory while the loop runs, and summarise it. ck: the checkpoint
-    being resumed; init: the one being fine-tuned from (never both); t0: when the command began."""
+    being resumed; init: the one being fine-tuned from (never both); t0: when the command began;
+    typed: --corpus as the user wrote it (the config keeps it absolute)."""
     device = ddp.device if ddp else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     corpus = prepare_corpus(cfg, vocab=ck.vocab if ck else None, notice=lambda m: emit(Event("notice", {"message": m})))
+    corpus.as_typed = typed
     if init is not None:  # fine-tuning: the old characters keep their ids, new ones are appended
         corpus, added = finetune.grow_vocab(init.vocab, corpus)
         emit(Event("notice", {"message": f"fine-tuning from {init.path}: " + (
