@@ -45,6 +45,10 @@ def shared_corpora() -> Path:
 @pytest.fixture(autouse=True)
 def _offline_corpora(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CHARRNN_DATA", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))  # the corpus cache, never ~/.cache
+    # --threads auto keeps a count the user set: runs in tests (and their subprocesses) stay on one thread,
+    # whatever the load, so that two runs compared bit for bit compute alike
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     mirror = SHARED_CORPORA if SHARED_CORPORA.is_dir() else tmp_path_factory.mktemp("nomirror") / "absent"
     monkeypatch.setenv("CHARRNN_MIRROR", mirror.as_uri())
     # A local test server must not be routed through a proxy from the environment.

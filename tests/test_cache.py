@@ -43,14 +43,14 @@ def test_chunked_encoding_equals_in_memory(corpus_file, opts, monkeypatch):
 
 def test_cache_is_reused_and_keyed_on_file_and_options(corpus_file):
     _, first = cache.cached_ids(corpus_file)
-    entries = sorted(p.name for p in (corpus_file.parent / ".charrnn-cache").iterdir())
+    entries = sorted(p.name for p in cache.cache_dir().iterdir())
     assert len(entries) == 2  # <stem>-<key>.npy and .json
-    npy = corpus_file.parent / ".charrnn-cache" / entries[1]
+    npy = cache.cache_dir() / entries[1]
     mtime = npy.stat().st_mtime_ns
     cache.cached_ids(corpus_file)
     assert npy.stat().st_mtime_ns == mtime  # read, not written again
     cache.cached_ids(corpus_file, lowercase=True)
-    assert len(list((corpus_file.parent / ".charrnn-cache").iterdir())) == 4
+    assert len(list(cache.cache_dir().iterdir())) == 4
     corpus_file.write_text("a different text\n" * 10, encoding="utf-8")
     os.utime(corpus_file, ns=(mtime + 10**9, mtime + 10**9))
     vocab, ids = cache.cached_ids(corpus_file)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+from html import escape as html_escape
 from importlib import resources
 from pathlib import Path
 
@@ -99,9 +100,11 @@ def unit_data(model, ids, text: str, device) -> dict:
     }
 
 
-def render_page(data: dict, serve: bool = False, max_chars: int = 0) -> str:
-    """The page with `data` inlined. `</` is escaped so that no text can close the script element."""
+def render_page(data: dict, serve: bool = False, max_chars: int = 0, title: str = "charrnn explore") -> str:
+    """The page with `data` inlined, titled `title` (eval --html names the text it scored). `</` is
+    escaped so that no text can close the script element."""
     template = resources.files("charrnn.analysis").joinpath("explore.html").read_text(encoding="utf-8")
+    template = template.replace("<title>charrnn explore</title>", f"<title>{html_escape(title)}</title>", 1)
     payload = json.dumps({**data, "serve": serve, "max_chars": max_chars}, ensure_ascii=False)
     return template.replace("__DATA__", payload.replace("</", "<\\/"))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import fields
 from typing import Any
 
@@ -21,6 +22,13 @@ from typer.core import TyperGroup
 from charrnn import __version__
 from charrnn.core.config import ModelConfig, TrainConfig
 from charrnn.core.errors import EXIT_INTERNAL, CharRNNError
+
+try:  # typer vendors click since 0.20; before, it used click itself
+    from typer._click.exceptions import UsageError as _UsageError
+except ImportError:
+    from click import UsageError as _UsageError
+
+_STARTED = time.perf_counter()  # when the command began (reset by each invocation): --minutes counts from here
 
 
 def _debug() -> bool:
@@ -39,6 +47,13 @@ class _Group(TyperGroup):
                 raise
             print(f"charrnn: error: {e}", file=sys.stderr)
             ctx.exit(e.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C outside training (which saves and says so itself)
+            print("charrnn: interrupted (Ctrl-C)", file=sys.stderr)
+            ctx.exit(130)
+        except _UsageError as e:  # a bad flag or value: one line and exit 2, as the engine's bad input
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            print(f"charrnn: error: {e.format_message()}{where}", file=sys.stderr)
+            ctx.exit(2)
 
 
 app = typer.Typer(
@@ -97,6 +112,13 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ):
     """Train and sample character-level RNN, GRU and LSTM language models."""
+    global _STARTED
+    _STARTED = time.perf_counter()
+
+
+def started() -> float:
+    """When this command began (time.perf_counter()): a --minutes budget counts from here."""
+    return _STARTED
 
 
 def main(argv: list[str] | None = None) -> None:

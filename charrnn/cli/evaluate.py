@@ -26,7 +26,7 @@ def eval_(
     ngram: int = typer.Option(0, "--ngram", help="Also score Kneser-Ney 1..N-gram models fitted on the run's training split, and split the model's advantage by where it comes from; 0 = off."),
     json_out: bool = typer.Option(False, "--json", help="Print {loss, bpc, perplexity, chars, ...} as JSON (with --show or --html: also every character's surprisal and top-5 guesses)."),
     by_position: bool = typer.Option(False, "--by-position", help="Also show the loss against characters since the state was reset, with the run's trained horizon marked."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="With --by-position: save the curve as a PNG here (needs pip install 'charrnn[plot]') \\[default: by_position.png in the run directory when matplotlib is installed]."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With --by-position: save the curve as a PNG here (needs pip install 'charrnn\\[plot]') \\[default: by_position.png in the run directory when matplotlib is installed]."),
     show: bool = typer.Option(False, "--show", help="Show the text coloured by each character's surprisal (bits) and list the most surprising characters.", rich_help_panel="Surprisal map"),
     html: Optional[Path] = typer.Option(None, "--html", help="Write the surprisal map as a self-contained HTML page (hover a character for the model's top-5 guesses).", rich_help_panel="Surprisal map"),
     max_chars: int = typer.Option(2000, "--max-chars", help="With --show or --html: score the first N characters, as one stream from a zero state.", rich_help_panel="Surprisal map"),
@@ -50,8 +50,10 @@ def eval_(
         return _eval_ngram(ckpt, ngram, text, scored_split(text, split_name), device, impl, data_dir, json_out)
     if show or html is not None:
         return _surprisal_map(ckpt, text, split_name, device, impl, data_dir, max_chars, show, html, json_out)
-    result = evaluate_text(ckpt, text=text, split=scored_split(text, split_name), device=device,
-                           impl=impl, data_dir=data_dir, by_position=by_position)
+    with console.status("scoring", spinner="dots") as status:  # a long split: how far it is
+        result = evaluate_text(ckpt, text=text, split=scored_split(text, split_name), device=device, impl=impl,
+                               data_dir=data_dir, by_position=by_position,
+                               progress=lambda f: status.update(f"scoring: {f:.0%}"))
     if json_out:
         print(json.dumps(result))
     else:
@@ -100,7 +102,7 @@ def _surprisal_map(ckpt, text, split_name, device, impl, data_dir, max_chars, sh
                                                      device, impl, data_dir, max_chars)
     data = page_data(model, ck.vocab, ids, dev, source=source, checkpoint=ck.path, units=False)
     if html is not None:
-        path = write_page(html, render_page(data))
+        path = write_page(html, render_page(data, title=f"charrnn eval: {source}"))
         console.print(f"wrote the surprisal map of {len(ids):,} characters to {path}")
     if show:
         screen = console if json_out else out  # stdout carries the JSON when both are asked for

@@ -45,6 +45,8 @@ def sample(
         if prefix:
             raise CharRNNError("give either --prefix or --prefix-file, not both")
         prefix = read_text(prefix_file)
+    if not 0.0 < top_p <= 1.0:
+        raise CharRNNError(f"--top-p must be in (0, 1]; 1 keeps every character (got {top_p:g})")
     if beam and (temperature != 1.0 or top_k or top_p != 1.0 or num_samples > 1):
         raise CharRNNError("--beam is deterministic and returns one text: it takes no --temperature, --top-k, "
                            "--top-p or --num-samples")
@@ -118,11 +120,13 @@ def _sample_interactive(model, vocab, start, length, beam, opts, generator, carr
     tty = sys.stdin.isatty()
     if tty:
         note(HELP)
+    failed = 0  # piped prompts that could not be continued: the exit code says so at the end
     try:
         for event in converse(session, _typed_lines(tty), echo=not tty):  # piped: a transcript, prefixes included
             if isinstance(event, Message):
                 if event.error:  # a typo in one prompt does not end the session
                     print(f"charrnn: error: {event.text}", file=sys.stderr)
+                    failed += 1
                 else:
                     note(event.text)
             elif isinstance(event, Finished):
@@ -133,6 +137,8 @@ def _sample_interactive(model, vocab, start, length, beam, opts, generator, carr
                 _write(event[0])
     except (EOFError, KeyboardInterrupt):
         sys.stderr.write("\n")
+    if failed and not tty:
+        raise CharRNNError(f"{failed} prompt(s) could not be continued (the errors above); the others were")
 
 
 def _typed_lines(tty: bool):

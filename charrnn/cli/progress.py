@@ -20,6 +20,11 @@ def _fmt(x, digits=4) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _scope(scope: str | None, chars: int | None) -> str:
+    """"whole val split" or "part of the val split (16,384 chars)"."""
+    return "whole val split" if scope == "full" else f"part of the val split ({chars:,} chars)"
+
+
 class TrainDisplay:
     def __init__(self, console: Console, quiet: bool = False):
         self.console = console
@@ -36,9 +41,9 @@ class TrainDisplay:
         if handler is not None:
             handler(event.data)
 
-    # messages that matter even with --quiet
     def on_notice(self, d):
-        self.console.print(f"[cyan]note:[/] {escape(d['message'])}")
+        if not self.quiet:  # --quiet keeps only warnings and errors
+            self.console.print(f"[cyan]note:[/] {escape(d['message'])}")
 
     def on_warning(self, d):
         self.console.print(f"[yellow]warning:[/] {escape(d['message'])}")
@@ -52,7 +57,7 @@ class TrainDisplay:
         self.console.print(
             f"[bold]{verb}[/] {d['model']} ({d['impl']}, {d['params']:,} parameters) on [bold]{escape(d['corpus'])}[/] "
             f"({d['train_chars']:,} train / {d['val_chars']:,} val chars, vocab {d['vocab_size']}) "
-            f"on {d['device']}{precision}; "
+            f"on {d['device']}{precision}{self._threads(d)}; "
             f"state {d['state_policy']}; {d['steps_per_epoch']:,} steps per epoch -> {escape(d['run_dir'])}"
         )
         self.progress = Progress(
@@ -69,6 +74,18 @@ class TrainDisplay:
         total = self.total if self.total else 1000
         self.task = self.progress.add_task("train", total=total, completed=self._completed(d["step"], 0.0), info="")
         self.progress.start()
+
+    @staticmethod
+    def _threads(d) -> str:
+        """" with 1 thread (auto: 2 cores, 1.3 busy)" on a CPU; nothing where threads do not apply."""
+        if "threads" not in d or not str(d["device"]).startswith("cpu"):
+            return ""
+        return f" with {d['threads']} thread{'s' * (d['threads'] != 1)} ({escape(d['threads_how'])})"
+
+    def on_scoring(self, d):
+        """An evaluation that takes a while: its progress in the bar's place."""
+        if self.progress is not None:
+            self.progress.update(self.task, info=f"scoring {d['what']}: {d['fraction']:.0%}")
 
     def _completed(self, step: int, progress: float) -> float:
         if self.total:
@@ -110,10 +127,16 @@ class TrainDisplay:
             return
         parts = [f"{d['steps']:,} steps", f"{d['seconds']:.1f}s"]
         if d.get("train_loss") is not None:
-            parts.append(f"train loss {_fmt(d['train_loss'])} (ppl {_fmt(d.get('train_perplexity'), 3)})")
+            of = f"running mean over {d['train_loss_of']}, " if d.get("train_loss_of") else ""
+            parts.append(f"train loss {_fmt(d['train_loss'])} ({of}ppl {_fmt(d.get('train_perplexity'), 3)})")
         if d.get("val_loss") is not None:
-            parts.append(f"val loss {_fmt(d['val_loss'])} nats, {_fmt(d['val_bpc'], 3)} bpc, ppl {_fmt(d['val_perplexity'], 3)}")
+            scope = f"; {_scope(d.get('val_scope'), d.get('val_chars'))} of the last weights (last.pt)" if d.get("val_scope") else ""
+            parts.append(f"val loss {_fmt(d['val_loss'])} nats, {_fmt(d['val_bpc'], 3)} bpc, ppl {_fmt(d['val_perplexity'], 3)}{scope}")
         self.console.print("[bold]done:[/] " + ", ".join(parts))
+        if d.get("best_step") is not None and d.get("best_val_loss") is not None:
+            self.console.print(f"best.pt: step {d['best_step']:,}, val loss {_fmt(d['best_val_loss'])} on "
+                               f"{'the whole' if d.get('best_val_scope') == 'full' else 'the --eval-chars part of the'} "
+                               f"val split (what best.pt is chosen on)")
         self.console.print(f"checkpoint: {escape(d['checkpoint'])}   sample it: charrnn sample {escape(d['run_dir'])}")
         self.console.print(f"curves: charrnn plot {escape(d['run_dir'])}   (add --terminal to draw them here)")
 

@@ -8,6 +8,8 @@ user (file names, messages quoting their input) is escaped, so it is never read 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich import box
 from rich.markup import escape
 from rich.table import Table
@@ -215,7 +217,8 @@ def logprob_line(sample) -> str:
 def eval_line(result: dict) -> str:
     """`charrnn eval`: the loss, bits per character and perplexity of one text, and how it was laid out."""
     lay = result["layout"]
-    return (f"{escape(result['source'])}: loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
+    scored = f" ({Path(result['checkpoint']).name} step {result['step']})" if result.get("step") is not None else ""
+    return (f"{escape(result['source'])}{scored}: loss {result['loss']:.4f} nats/char, {result['bpc']:.4f} bits/char, "
             f"perplexity {result['perplexity']:.3f} over {result['chars']:,} characters "
             f"({lay['streams']} stream(s) of {lay['stream_chars']:,} characters, each from a zero state)")
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from charrnn.cli.app import app, console, default, flag_values, out
+from charrnn.cli.app import app, console, default, flag_values, out, started
 from charrnn.core.config import DEFAULT_EPOCHS
 
 _TRAIN_HELP = """Train a character-level RNN / GRU / LSTM.
@@ -41,6 +41,7 @@ def train(
     lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Lower-case the text." + default("lowercase"), rich_help_panel="Data"),
     letters_only: Optional[bool] = typer.Option(None, "--letters-only/--no-letters-only", help="d2l's preprocessing: runs of non-letters -> one space, lower-case." + default("letters_only"), rich_help_panel="Data"),
     max_chars: Optional[int] = typer.Option(None, "--max-chars", help="Keep the first N characters (d2l's max_tokens); 0 = all." + default("max_chars"), rich_help_panel="Data"),
+    newline: Optional[str] = typer.Option(None, "--newline", help="keep | normalize: Windows (\\r\\n) and old Mac (\\r) line endings to \\n." + default("newline"), rich_help_panel="Data"),
     encoding_errors: Optional[str] = typer.Option(None, "--encoding-errors", help="strict | replace" + default("encoding_errors"), rich_help_panel="Data"),
     val_frac: Optional[float] = typer.Option(None, "--val-frac", help="Validation fraction (the end of the text)" + default("val_frac"), rich_help_panel="Data"),
     test_frac: Optional[float] = typer.Option(None, "--test-frac", help="Test fraction (after val)" + default("test_frac"), rich_help_panel="Data"),
@@ -60,7 +61,7 @@ def train(
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Budget in wall-clock minutes (whichever budget ends first); 0 = none.", rich_help_panel="Budget"),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps" + default("device"), rich_help_panel="Machine"),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed; CPU runs are reproducible bit for bit" + default("seed"), rich_help_panel="Machine"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads; 0 = torch's default." + default("threads"), rich_help_panel="Machine"),
+    threads: Optional[str] = typer.Option(None, "--threads", help="CPU threads: auto (the cores free at the start), N, or 0 (torch's default: one per core)." + default("threads"), rich_help_panel="Machine"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast." + default("amp"), rich_help_panel="Machine"),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model." + default("compile"), rich_help_panel="Machine"),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate and checkpoint every N steps" + default("eval_every"), rich_help_panel="Reporting"),
@@ -71,7 +72,7 @@ def train(
     sample_length: Optional[int] = typer.Option(None, "--sample-length", help="Characters per sample" + default("sample_length"), rich_help_panel="Reporting"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors.", rich_help_panel="Reporting"),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end.", rich_help_panel="Reporting"),
-    tensorboard: bool = typer.Option(False, "--tensorboard", help="Log scalars and samples for TensorBoard to RUN/tensorboard (needs 'charrnn[tensorboard]').", rich_help_panel="Reporting"),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Log scalars and samples for TensorBoard to RUN/tensorboard (needs 'charrnn\\[tensorboard]').", rich_help_panel="Reporting"),
     tensorboard_dir: Optional[Path] = typer.Option(None, "--tensorboard-dir", help="Write the TensorBoard logs here instead (implies --tensorboard).", rich_help_panel="Reporting"),
     watch: bool = typer.Option(False, "--watch", help="Run charrnn.watch's checks on this loop (loss scale, update ratio, gradient spikes, non-finite values, state carried or reset against the batches); each finding is a warning, the table a note at the end.", rich_help_panel="Reporting"),
 ):
@@ -99,7 +100,8 @@ def train(
 
         extra = [TrainWatch]
     try:
-        summary = run_training(options, resume=resume, on_event=fan_out(display, board), subscribers=extra)
+        summary = run_training(options, resume=resume, on_event=fan_out(display, board), started=started(),
+                               subscribers=extra)
     finally:
         if board is not None:
             board.close()

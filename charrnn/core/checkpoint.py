@@ -72,8 +72,8 @@ def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
 
 
 def checkpoint_path(target: str | Path, prefer: str = "best") -> Path:
-    """A .pt file, or a run directory (its best.pt, else last.pt; `prefer='last'` for resuming)."""
-    p = Path(target)
+    """A .pt file, or a run directory (its best.pt, else last.pt; `prefer='last'` for resuming); ~ expanded."""
+    p = Path(target).expanduser()
     if p.is_dir():
         order = ["best.pt", "last.pt"] if prefer == "best" else ["last.pt", "best.pt"]
         for name in order:
@@ -131,10 +131,11 @@ class Preprocessing:
     letters_only: bool = False
     max_chars: int = 0
     encoding_errors: str = "strict"
+    newline: str = "keep"  # "normalize": \r\n and \r became \n (checkpoints before --newline kept them)
 
     def text(self, raw: str) -> str:
         """A text to score, prepared as the training text was (all of it: max_chars cut the corpus only)."""
-        return preprocess(raw, self.lowercase, self.letters_only)
+        return preprocess(raw, self.lowercase, self.letters_only, newline=self.newline)
 
     def read(self, path: str | Path) -> str:
         return self.text(read_text(path, self.encoding_errors))
@@ -218,7 +219,25 @@ def describe(target: str | Path) -> dict[str, Any]:
         "epoch": pos.get("epochs_completed", pos.get("epoch")),  # epochs completed, as users count them
         "train_seconds": pos.get("elapsed"),
         "best_val_loss": best if best is not None and best != float("inf") else None,
-        "val_loss": ckpt.get("val_loss"),
+        "best_val_scope": ckpt.get("best_val_scope"),  # what best.pt is chosen on: the whole val split or a part
+        "val_loss": ckpt.get("val_loss"),  # this checkpoint's own evaluation...
+        "val_scope": ckpt.get("val_scope"),  # ...of the whole split ("full") or a part ("part"; None: not recorded)
+        "val_chars": ckpt.get("val_chars"),
+        "run_checkpoints": _run_checkpoints(Path(ckpt["path"]).parent),
         "training": {k: tcfg.get(k) for k in ("batch_size", "seq_len", "sampling", "state", "optimizer", "lr",
                                                 "schedule", "clip", "seed") if k in tcfg},
     }
+
+
+def _run_checkpoints(run_dir: Path) -> dict[str, str]:
+    """Both checkpoints of a run directory, one line each: "step 4,432, val loss 1.6180 (full)"."""
+    out = {}
+    for name in ("best.pt", "last.pt"):
+        if (run_dir / name).is_file():
+            raw = load_checkpoint(run_dir / name)
+            val, scope = raw.get("val_loss"), raw.get("val_scope")
+            line = f"step {(raw.get('position') or {}).get('step', 0):,}"
+            if val is not None:
+                line += f", val loss {val:.4f}" + (f" ({'whole split' if scope == 'full' else 'part of the split'})" if scope else "")
+            out[name] = line
+    return out

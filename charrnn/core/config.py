@@ -36,6 +36,18 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     _check(value in choices, f"--{name.replace('_', '-')} must be one of {', '.join(choices)} (got {value!r})")
 
 
+def threads_value(value) -> str | int:
+    """A --threads value as TrainConfig keeps it: "auto", or a count >= 0 (0 = torch's default)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = None if isinstance(value, (bool, float)) else int(str(value).strip())
+    except ValueError:
+        n = None
+    _check(n is not None and n >= 0, f"--threads must be auto, 0 (torch's default) or a positive count (got {value!r})")
+    return n
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The architecture: enough to rebuild the network from a checkpoint, nothing more."""
@@ -72,6 +84,7 @@ class TrainConfig:
     letters_only: bool = False
     max_chars: int = 0  # 0 = the whole corpus (d2l's max_tokens)
     encoding_errors: str = "strict"  # strict | replace
+    newline: str = "keep"  # keep the text's line endings | normalize \r\n and \r to \n
     val_frac: float = 0.1
     test_frac: float = 0.0
     # batches
@@ -94,7 +107,7 @@ class TrainConfig:
     # machine
     device: str = "auto"
     seed: int = 1337
-    threads: int = 0  # 0 = torch's default
+    threads: str | int = "auto"  # auto: the cores free at the start (charrnn.training.threads); N; 0 = torch's default
     amp: bool = False  # bf16 autocast (CUDA, or CPU where it helps)
     compile: bool = False  # torch.compile the model
     # reporting
@@ -112,6 +125,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _check(self.encoding_errors in ("strict", "replace"), "--encoding-errors must be strict or replace")
+        _check(self.newline in ("keep", "normalize"), f"--newline must be keep or normalize (got {self.newline!r})")
         _check(0.0 <= self.val_frac < 1.0 and 0.0 <= self.test_frac < 1.0, "--val-frac and --test-frac must be in [0, 1)")
         _check(self.val_frac + self.test_frac < 1.0, "--val-frac plus --test-frac must leave some text to train on")
         _check(self.max_chars >= 0, "--max-chars must not be negative")
@@ -123,12 +137,17 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, DEVICES)
         _check(self.lr > 0, "--lr must be positive")
+        _check(self.weight_decay >= 0, f"--weight-decay must be 0 (off) or positive (got {self.weight_decay:g})")
+        _check(0.0 <= self.min_lr_frac <= 1.0, f"--min-lr-frac must be in [0, 1] (got {self.min_lr_frac:g})")
+        _check(self.sample_every >= 0, "--sample-every must be 0 (never) or positive")
+        _check(self.sample_length >= 1, f"--sample-length must be at least 1 (got {self.sample_length}); "
+                                        "--sample-every 0 turns the samples off")
         _check(self.warmup >= 0, "--warmup must not be negative")
         _check(self.clip >= 0, "--clip must be 0 (off) or positive")
         _check(self.epochs >= 0 and self.max_steps >= 0 and self.minutes >= 0, "budgets must not be negative")
         _check(self.eval_every >= 1 and self.log_every >= 1, "--eval-every and --log-every must be at least 1")
         _check(self.eval_chars >= 0, "--eval-chars must be 0 (the whole split) or positive")
-        _check(self.threads >= 0, "--threads must not be negative")
+        object.__setattr__(self, "threads", threads_value(self.threads))
 
     def state_policy(self) -> str:
         """The effective state policy: 'reset' or 'carry'."""
@@ -185,7 +204,7 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a flat YAML mapping of options (`--config FILE`)."""
-    p = Path(path)
+    p = Path(path).expanduser()
     _check(p.is_file(), f"config file not found: {p}")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))

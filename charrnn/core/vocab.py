@@ -36,8 +36,8 @@ from charrnn.core.errors import CharRNNError
 
 
 def read_text(path: str | Path, encoding_errors: str = "strict") -> str:
-    """Decode a file as UTF-8; invalid bytes are an error naming the offset unless errors='replace'."""
-    p = Path(path)
+    """Decode a file as UTF-8 (~ expanded); invalid bytes are an error naming the offset unless errors='replace'."""
+    p = Path(path).expanduser()
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
@@ -64,13 +64,22 @@ def decode_utf8(raw: bytes, path, encoding_errors: str = "strict", offset: int =
 _NON_LETTERS = re.compile(r"[\W\d_]+")  # any run of characters that are not letters (any script)
 
 
-def preprocess(text: str, lowercase: bool = False, letters_only: bool = False, max_chars: int = 0) -> str:
+NEWLINES = ("keep", "normalize")
+
+
+def preprocess(text: str, lowercase: bool = False, letters_only: bool = False, max_chars: int = 0,
+               newline: str = "keep") -> str:
     """d2l's preprocessing, on request.
+
+    newline "normalize" turns Windows (\r\n) and old Mac (\r) line endings into \n, so that \r is not a
+    character the model must learn; "keep" leaves the text's own.
 
     letters_only follows d2l's read_time_machine: in each line every run of non-letters becomes one
     space, the line is stripped and lower-cased, and the lines are concatenated as d2l's corpus does
     (with nothing between them). Letters of any script count, so Chinese text survives it.
     max_chars keeps the first N characters (d2l's max_tokens)."""
+    if newline == "normalize":
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     if letters_only:
         text = "".join(_NON_LETTERS.sub(" ", line).strip().lower() for line in text.splitlines())
     elif lowercase:

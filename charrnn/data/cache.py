@@ -5,13 +5,13 @@
 
 `dataset.prepare_corpus` uses it for files of at least CACHE_MIN_BYTES, so a corpus bigger than memory
 trains with a small resident set (the OS pages the ids in and out) and starts in seconds the second
-time. Beside the corpus, in `.charrnn-cache/` (or under $XDG_CACHE_HOME/charrnn when that folder is
-not writable), each cached encoding is two files:
+time. In the user cache folder ($XDG_CACHE_HOME/charrnn, else ~/.cache/charrnn; never beside the corpus,
+in the user's own folder), each cached encoding is two files:
 
     <stem>-<key>.npy    the ids, a plain .npy file (np.load(..., mmap_mode="r") reads it)
     <stem>-<key>.json   the vocabulary and what the key was made of
 
-The key hashes the file's size and mtime, the preprocessing (lowercase, letters_only, max_chars,
+The key hashes the file's absolute path, size and mtime, the preprocessing (lowercase, letters_only, max_chars,
 encoding_errors) and, when a checkpoint's vocabulary is imposed, that vocabulary: editing the file or
 changing any option encodes again instead of reading stale ids.
 
@@ -40,33 +40,33 @@ CHUNK_BYTES = 4 << 20
 CACHE_VERSION = 1
 
 
-def cache_dir(corpus: Path) -> Path:
-    """`.charrnn-cache` beside the corpus, or the user cache folder when that is not writable."""
-    here = corpus.parent / ".charrnn-cache"
+def cache_dir(corpus: Path | None = None) -> Path:
+    """The user cache folder, $XDG_CACHE_HOME/charrnn (else ~/.cache/charrnn): never the user's own folder,
+    which may be a source tree under version control or read-only. `corpus` is not used (entries are keyed
+    on its absolute path, `cache_key`); it is kept for callers that pass it."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "charrnn"
     try:
-        here.mkdir(exist_ok=True)
-        if os.access(here, os.W_OK):
-            return here
-    except OSError:
-        pass
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "charrnn"
-    base.mkdir(parents=True, exist_ok=True)
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CharRNNError(f"cannot create the corpus cache {base}: {e.strerror or e}; point XDG_CACHE_HOME "
+                           "at a writable folder") from None
     return base
 
 
 def cache_key(path: Path, lowercase: bool, letters_only: bool, max_chars: int, encoding_errors: str,
-              vocab: Vocab | None = None) -> str:
+              newline: str = "keep", vocab: Vocab | None = None) -> str:
     st = path.stat()
-    parts = {"version": CACHE_VERSION, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "lowercase": lowercase,
+    parts = {"version": CACHE_VERSION, "path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "lowercase": lowercase,
              "letters_only": letters_only, "max_chars": max_chars, "encoding_errors": encoding_errors,
-             "vocab": None if vocab is None else "".join(vocab.chars)}
+             "vocab": None if vocab is None else "".join(vocab.chars), **({"newline": newline} if newline != "keep" else {})}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def text_chunks(path: Path, lowercase: bool = False, letters_only: bool = False, max_chars: int = 0,
-                encoding_errors: str = "strict", chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
+                encoding_errors: str = "strict", newline: str = "keep", chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
     """The preprocessed text of `path` in pieces whose concatenation equals
-    preprocess(read_text(path), lowercase, letters_only, max_chars)."""
+    preprocess(read_text(path), lowercase, letters_only, max_chars, newline) (a piece ends after a \n
+    byte, so no \r\n pair is split)."""
     left = max_chars if max_chars > 0 else None
     offset = 0  # byte offset of `pending` in the file, for decode errors
     pending = b""
@@ -90,7 +90,7 @@ def text_chunks(path: Path, lowercase: bool = False, letters_only: bool = False,
             offset += cut
             if first:
                 text, first = text.removeprefix("\ufeff"), False
-            text = preprocess(text, lowercase, letters_only)
+            text = preprocess(text, lowercase, letters_only, newline=newline)
             if left is not None:
                 text = text[:left]
                 left -= len(text)
@@ -100,11 +100,12 @@ def text_chunks(path: Path, lowercase: bool = False, letters_only: bool = False,
 
 def cached_ids(path: str | Path, lowercase: bool = False, letters_only: bool = False, max_chars: int = 0,
                encoding_errors: str = "strict", vocab: Vocab | None = None,
-               notice=None) -> tuple[Vocab, np.ndarray]:
+               notice=None, newline: str = "keep") -> tuple[Vocab, np.ndarray]:
     """The corpus's vocabulary (or `vocab`, a checkpoint's) and its ids as a read-only memmap, encoding
     into the cache first when no valid entry exists."""
     path = Path(path)
-    opts = dict(lowercase=lowercase, letters_only=letters_only, max_chars=max_chars, encoding_errors=encoding_errors)
+    opts = dict(lowercase=lowercase, letters_only=letters_only, max_chars=max_chars, encoding_errors=encoding_errors,
+                newline=newline)
     folder = cache_dir(path)
     # The corpus's own encoding first: a checkpoint trained on this file usually has exactly its vocabulary.
     own = folder / f"{path.stem}-{cache_key(path, **opts)}"

@@ -67,7 +67,7 @@ def _key(files: list[Path], encoding_errors: str) -> str:
 
 def join_documents(name: str, files: list[Path], encoding_errors: str = "strict", notice=None) -> Path:
     """The joined text as one UTF-8 file in the cache, written once per set of file versions."""
-    folder = cache_dir(files[0])
+    folder = cache_dir()
     dest = folder / f"{name}-joined-{_key(files, encoding_errors)}.txt"
     if dest.is_file():
         if notice:

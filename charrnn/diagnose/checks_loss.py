@@ -32,6 +32,18 @@ HORIZON_RISE = 0.05  # past the trained horizon the loss is 5% (and ...
 HORIZON_NATS = 0.01  # ... 0.01 nats/char) above its level within it: the model degrades past it
 
 
+def _recorded_part(ckpt: dict, metrics, step) -> int:
+    """How many val characters the recorded loss is of when it is of a part of the split (training scores a
+    fixed part, --eval-chars, at every evaluation but the last); 0 when it is of the whole split. The
+    checkpoint says so (val_scope, val_chars); older checkpoints, through metrics.jsonl's eval at their step."""
+    if ckpt.get("val_scope"):
+        return int(ckpt.get("val_chars") or 0) if ckpt["val_scope"] == "part" else 0
+    for e in metrics or []:
+        if e.get("event") == "eval" and e.get("step") == step and e.get("val_scope") == "part":
+            return int(e.get("val_chars") or 0)
+    return 0
+
+
 @check("loss.recorded_match", cause=3)
 def check_recorded(ctx: Context) -> Verdict:
     s = ctx.subject
@@ -54,7 +66,13 @@ def check_recorded(ctx: Context) -> Verdict:
     cap = 2 * ctx.options.max_chars  # beyond this, a stratified sample of the split
     values: dict[str, Any] = {"recorded_checkpoint": recorded, "recorded_metrics": logged, "step": step, "val_chars": n}
     recorded_chars = (s.ckpt.get("corpus") or {}).get("val_chars")
-    if n <= cap:
+    part = _recorded_part(s.ckpt, s.metrics, step)
+    if part and part < n:  # like with like: the recorded loss is of the fixed part training scored
+        from charrnn.training.evaluate import evaluate_ids
+
+        recomputed = evaluate_ids(ctx.model, ids, ctx.device, chunk=chunk, max_chars=part).loss
+        se, mode = 0.0, f"the part of the val split training scored, {part:,} characters"
+    elif n <= cap:
         # exactly what training recorded: the whole val split through charrnn's evaluation
         from charrnn.training.evaluate import evaluate_ids
 

@@ -3,9 +3,13 @@ metrics.jsonl, into one set of aligned curves (`TrainingLog`). `charrnn.diagnose
 
     log = read_log("train_log.csv")     # log.x_name ("epoch" | "step" | ...), log.x, log.train, log.val, ...
 
-Columns (case-insensitive): the x axis `epoch`, `step`, `iter` or `iteration`; `train_loss` (or
-`training_loss`, `loss`); optional `val_loss` (`valid_loss`, `validation_loss`), `grad_norm`, `lr`. An
-empty cell is NaN (no value in this row); a NaN the loop wrote is read as +inf (the loss diverged).
+Columns are matched whatever their case and separators (`Train Loss`, `train_loss`, `loss/train`,
+`train-loss` are one name): the x axis `epoch`, `step`, `iter`, `iteration` or `global_step`; the training
+loss `train_loss` (`training_loss`, `loss`, `loss/train`, ...); optional `val_loss` (`valid`, `validation`,
+`dev` or `eval` with `loss`), `grad_norm`, `lr` (`learning_rate`). Above a CSV header, a title or comment
+line is skipped (a line starting with #, or any line before the first that names an x or a loss column).
+An empty cell is NaN (no value in this row); a NaN the loop wrote is read as +inf (the loss diverged).
+A header with no rows below it has its own message.
 A malformed file is one CharRNNError naming the line and column.
 """
 
@@ -18,13 +22,38 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import re
+
 import numpy as np
 
 from charrnn.core.errors import CharRNNError
 
-X_NAMES = ("epoch", "step", "iter", "iteration")
-TRAIN_NAMES = ("train_loss", "training_loss", "loss")
-VAL_NAMES = ("val_loss", "valid_loss", "validation_loss")
+X_NAMES = ("epoch", "step", "iter", "iteration", "global_step")  # in order of preference
+TRAIN_WORDS = {"loss", "train", "training", "avg", "mean", "epoch", "running"}  # a training-loss name uses only these
+VAL_WORDS = {"val", "valid", "validation", "dev", "eval"}
+HEADER_LOOK = 5  # lines looked at for the header of a CSV
+
+
+def _words(name: str) -> list[str]:
+    """A column name as lower-case words: "Train Loss", "train_loss", "loss/train" -> the same words."""
+    return [w for w in re.split(r"[^a-z0-9]+", name.strip().lower()) if w]
+
+
+def role(name: str) -> str | None:
+    """What a column holds: "x" | "train" | "val" | "grad_norm" | "lr", or None."""
+    words = _words(name)
+    joined, ws = "_".join(words), set(words)
+    if joined in X_NAMES:
+        return "x"
+    if "loss" in ws and ws & VAL_WORDS:
+        return "val"
+    if "loss" in ws and ws <= TRAIN_WORDS:
+        return "train"
+    if joined in ("grad_norm", "gradnorm", "gradient_norm", "grad_norm_total"):
+        return "grad_norm"
+    if joined in ("lr", "learning_rate"):
+        return "lr"
+    return None
 
 
 @dataclass
@@ -66,16 +95,40 @@ def read_log(path) -> TrainingLog:
         if any("event" in r for _, r in rows):
             return _from_charrnn_metrics(p, [r for _, r in rows])
         return _from_rows(p, "jsonl", rows)
-    body = "\n".join(ln for _, ln in lines)
+    return _from_csv(p, [(no, ln) for no, ln in lines if not ln.lstrip().startswith("#")] or lines)
+
+
+def _from_csv(p: Path, lines: list[tuple[int, str]]) -> TrainingLog:
+    """A CSV (comma, tab or semicolon) whose header is the first of its first lines to name an x or a loss
+    column; the lines above it (a title) are skipped."""
+    def cells(ln: str) -> list[str]:
+        delimiter = next((d for d in ",\t;" if d in ln), ",")
+        return next(csv.reader([ln], delimiter=delimiter, skipinitialspace=True), [])
+
+    start = next((i for i, (_, ln) in enumerate(lines[:HEADER_LOOK])
+                  if any(role(c) in ("x", "train", "val") for c in cells(ln))), 0)
+    lines = lines[start:]
     delimiter = next((d for d in ",\t;" if d in lines[0][1]), ",")
+    header = [c.strip() for c in cells(lines[0][1])]
+    if len(lines) == 1:
+        raise CharRNNError(f"--log: {p} has a header ({', '.join(header)}) but no rows below it: the loop has "
+                           "not logged anything yet (or logged to another file)")
+    body = "\n".join(ln for _, ln in lines)
     reader = csv.DictReader(io.StringIO(body), delimiter=delimiter, skipinitialspace=True)
     rows = [(no, {(k or "").strip(): v for k, v in r.items()}) for (no, _), r in zip(lines[1:], reader)]
     return _from_rows(p, "csv", rows)
 
 
-def _column(rows, names: tuple[str, ...]) -> str | None:
-    keys = {k.strip().lower(): k for _, r in rows for k in r}
-    return next((keys[n] for n in names if n in keys), None)
+def _column(rows, want: str) -> str | None:
+    """The column playing `want` ("x", "train", ...): for x the first of X_NAMES present; for train a name
+    saying train before a bare "loss"; else the first in header order."""
+    keys = list(dict.fromkeys(k for _, r in rows for k in r if k is not None))
+    found = [k for k in keys if role(k) == want]
+    if want == "x":
+        found.sort(key=lambda k: X_NAMES.index("_".join(_words(k))))
+    elif want == "train":
+        found.sort(key=lambda k: not set(_words(k)) & {"train", "training"})
+    return found[0] if found else None
 
 
 def _number(value, path, line: int, column: str) -> float:
@@ -92,12 +145,12 @@ def _number(value, path, line: int, column: str) -> float:
 
 
 def _from_rows(path, fmt: str, rows) -> TrainingLog:
-    x_col, train_col = _column(rows, X_NAMES), _column(rows, TRAIN_NAMES)
+    x_col, train_col = _column(rows, "x"), _column(rows, "train")
     if x_col is None or train_col is None:
         found = sorted({k for _, r in rows for k in r})
         missing = " and no ".join(w for w, c in (("epoch (or step) column", x_col), ("train_loss column", train_col)) if c is None)
         raise CharRNNError(f"--log: {path} has no {missing} (columns found: {', '.join(found) or 'none'})")
-    val_col, gn_col, lr_col = _column(rows, VAL_NAMES), _column(rows, ("grad_norm",)), _column(rows, ("lr",))
+    val_col, gn_col, lr_col = _column(rows, "val"), _column(rows, "grad_norm"), _column(rows, "lr")
 
     def col(name):
         return None if name is None else np.array([_number(r.get(name), path, no, name) for no, r in rows])
@@ -105,7 +158,7 @@ def _from_rows(path, fmt: str, rows) -> TrainingLog:
     train = col(train_col)
     if np.isnan(train).all():
         raise CharRNNError(f"--log: {path}: the {train_col} column has no values")
-    return TrainingLog(str(path), fmt, x_col.strip().lower(), col(x_col), train, col(val_col), col(gn_col), col(lr_col))
+    return TrainingLog(str(path), fmt, "_".join(_words(x_col)), col(x_col), train, col(val_col), col(gn_col), col(lr_col))
 
 
 def _from_charrnn_metrics(path, events: list[dict]) -> TrainingLog:

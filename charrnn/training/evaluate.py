@@ -139,14 +139,16 @@ def _scored_chunks(model, arr: np.ndarray, device, starts: np.ndarray, cols: int
 
 
 @torch.no_grad()
-def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256, max_chars: int = 0) -> LossReport:
+def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 256, max_chars: int = 0,
+                 progress: Callable[[float], None] | None = None) -> LossReport:
     """Score ids[1:] given ids[:-1] with carried state; returns total NLL and the number scored.
 
     Each stream starts from zero state, and its first characters are scored with little context, so
     by default streams are at least MIN_STREAM characters long (and at most MAX_STREAMS run at once).
     With max_chars > 0 and more targets than that, only the windows of `window_layout` are scored (each
     from zero state): a bounded, fixed estimate for evaluations during training. A split that fits in
-    max_chars is scored whole, exactly as without the bound."""
+    max_chars is scored whole, exactly as without the bound. `progress(fraction)` is called after each
+    chunk with the share of the layout's columns scored so far."""
     arr = np.asarray(ids)  # may be a read-only memmap: gathered chunk by chunk, never converted whole
     n = len(arr) - 1
     if n < 1:
@@ -155,8 +157,10 @@ def evaluate_ids(model, ids, device, streams: int | None = None, chunk: int = 25
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for _, valid, nll in _scored_chunks(model, arr, device, starts, cols, chunk, None, torch.float32):
+    for pos, valid, nll in _scored_chunks(model, arr, device, starts, cols, chunk, None, torch.float32):
         total += (nll * torch.from_numpy(valid).to(device)).sum(dtype=torch.float64)
+        if progress is not None:
+            progress(int(pos[0, -1] - starts[0, 0] + 1) / cols)
     model.train(was_training)
     return LossReport(float(total), scored)
 

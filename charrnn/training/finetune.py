@@ -39,7 +39,8 @@ def options_for(options: dict[str, Any], ck: Checkpoint) -> dict[str, Any]:
     """The options of a fine-tuning run: the checkpoint's architecture (a flag that asks for a different
     one is an error; dropout and impl may change, they do not change the weights' shapes) and, unless
     given, its preprocessing (a lower-cased model keeps reading lower-cased text)."""
-    pre = {"lowercase": ck.preprocessing.lowercase, "letters_only": ck.preprocessing.letters_only}
+    pre = {"lowercase": ck.preprocessing.lowercase, "letters_only": ck.preprocessing.letters_only,
+           "newline": ck.preprocessing.newline}
     saved = ck.raw["model_config"]
     clash = [k for k in ARCHITECTURE if k in options and options[k] != saved.get(k)]
     if clash:

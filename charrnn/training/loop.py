@@ -12,8 +12,8 @@ Everything the loop and its subscribers share is a `Trainer`; where the run is, 
 
     trainer.subscribers.append(my_subscriber)     # its close(), if it has one, runs when the run ends
 
-Events whose kind is in REPORTED (start, notice, warning, log, eval, sample, epoch, checkpoint, end) are
-the run's reports, shown by the CLI; log, eval and epoch also go to metrics.jsonl. "step", "finish" and
+Events whose kind is in REPORTED (start, notice, warning, log, scoring, eval, sample, epoch, checkpoint,
+end) are the run's reports ("scoring": how far an evaluation that takes a while has got), shown by the CLI; log, eval and epoch also go to metrics.jsonl. "step", "finish" and
 "stop" are the loop's own signals to its subscribers. An event's `data` is plain values; `carried`
 (eval and stop only) is the hidden state of every stream, for the checkpoint.
 """
@@ -40,7 +40,7 @@ from charrnn.core.models import CharRNN, detach_state
 from charrnn.training.optim import lr_at
 from charrnn.training.runstate import Budget, RunState
 
-REPORTED = {"start", "notice", "warning", "log", "eval", "sample", "epoch", "checkpoint", "end"}
+REPORTED = {"start", "notice", "warning", "log", "scoring", "eval", "sample", "epoch", "checkpoint", "end"}
 
 
 @dataclass
@@ -75,8 +75,10 @@ class Trainer:
     last_val: LossReport | None = None  # the latest evaluation (the whole val split at the end of a run)
     selection: LossReport | None = None  # the latest evaluation of the fixed part best.pt is chosen on
     last_epoch: LossReport | None = None  # the latest complete epoch's training loss
+    best_step: int | None = None  # the step best.pt was saved at in this session
     t_start: float = field(default_factory=time.perf_counter)
     t_log: float = 0.0  # when the current log interval began (evaluation time is moved out of it)
+    reserve: float = 0.0  # seconds of a --minutes budget kept for the final evaluation (set by Evaluation)
     synced: dict = field(default_factory=dict)  # rank 0's progress / clock / stop, under DDP
     steps_per_epoch: int = 0  # of the epoch the session started in: what fractional epochs count in
     params: list = field(default_factory=list)  # the trained parameters, for clipping
@@ -112,15 +114,19 @@ class Trainer:
         return round(self.run.epoch + self.run.batch / max(self.steps_per_epoch, 1), 4)
 
     def local_progress(self) -> float:
-        return self.budget.progress(self.run.step, self.elapsed())
+        return self.budget.progress(self.run.step, self.elapsed() + self.reserve)  # 1 when training must end
 
     # With several processes, rank 0's clock decides (see `_agree`): every rank must set the same
     # learning rate and stop at the same step.
     def progress(self) -> float:
         return self.synced["progress"] if self.ddp else self.local_progress()
 
+    def time_up(self) -> bool:
+        """The --minutes budget, less the time kept for the final evaluation, is spent (this process's clock)."""
+        return self.budget.time_up(self.elapsed() + self.reserve)
+
     def budget_done(self) -> bool:
-        time_up = self.synced["time_up"] if self.ddp else self.budget.time_up(self.elapsed())
+        time_up = self.synced["time_up"] if self.ddp else self.time_up()
         return self.budget.steps_done(self.run.step) or time_up
 
     def epoch_complete(self) -> bool:
@@ -190,7 +196,7 @@ def _step(tr: Trainer, plan: dict, stop: dict) -> None:
     run.step, run.batch = run.step + 1, run.batch + 1
     if tr.ddp:  # one all-reduce: the global batch's loss, rank 0's progress and clock, anyone's Ctrl-C
         loss_value, tr.synced["progress"], tr.synced["time_up"], tr.synced["stop"] = tr.ddp.agree(
-            loss, tr.local_progress(), tr.budget.time_up(tr.elapsed()), stop["requested"])
+            loss, tr.local_progress(), tr.time_up(), stop["requested"])
     else:
         loss_value = loss.item()
     nll = loss_value * tr.tokens_per_step

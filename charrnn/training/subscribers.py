@@ -92,26 +92,71 @@ class LogLine:
         tr.t_log = time.perf_counter()
 
 
+# Under --minutes, evaluations (and so samples and checkpoints) also come by the clock: one at least
+# every budget/12 seconds, within these bounds, so a slow machine shows the model learning early.
+EVAL_SECONDS = (15.0, 300.0)
+RESERVE_SHARE = 0.2  # at most this share of a --minutes budget is kept for the final evaluation
+RESERVE_MARGIN = 1.25  # the final evaluation's estimated seconds are stretched by this, for a noisy clock...
+RESERVE_EXTRA = 1.0  # ...and this many seconds added for its sample and checkpoints
+PROGRESS_AFTER, PROGRESS_EVERY = 2.0, 0.5  # an evaluation reports how far it is after 2 s, then every 0.5 s
+
+
 class Evaluation:
-    """Every --eval-every steps, and at the end unless the last step was just evaluated in full: score
-    the val split and publish "eval". During training at most --eval-chars characters are scored (a fixed,
-    evenly spread part of a longer split, `evaluate.window_layout`); the run's last evaluation also scores
-    the whole split, and that is the val loss it reports. best.pt is chosen on the fixed part, the same
-    characters every time. Under DDP every rank gathers the state; rank 0 evaluates."""
+    """Every --eval-every steps (under --minutes also every EVAL_SECONDS-bounded slice of the budget), and
+    at the end unless the last step was just evaluated in full: score the val split and publish "eval".
+    During training at most --eval-chars characters are scored (a fixed, evenly spread part of a longer
+    split, `evaluate.window_layout`); the run's last evaluation also scores the whole split, and that is the
+    val loss it reports (its `val_scope` says "full", or "part" when --minutes left no time for all of it).
+    best.pt is chosen on the fixed part, the same characters every time. Under --minutes the time the final
+    evaluation will take (measured at each evaluation) is kept back from the budget (`Trainer.reserve`),
+    so the whole command ends within it. An evaluation running longer than PROGRESS_AFTER seconds
+    publishes "scoring" events. Under DDP every rank gathers the state; rank 0 evaluates."""
 
     def __init__(self, tr: Trainer):
         self.tr = tr
         run, every = tr.run, tr.cfg.eval_every
         # a restored run was evaluated at its step (its last.pt is written by an evaluation)
         self.last = {"step": run.step, "full": True} if run.step and run.step % every == 0 else {"step": -1, "full": False}
+        seconds = tr.budget.seconds
+        # by the clock only in one process: ranks' clocks differ, and an evaluation is a collective call
+        self.interval = min(max(seconds / 12, EVAL_SECONDS[0]), EVAL_SECONDS[1]) if seconds and tr.ddp is None else 0.0
+        self.t_last = tr.elapsed()  # the first comes EVAL_SECONDS into training, not at its first step after a slow set-up
+        self.rate = 0.0  # characters scored per second, measured at the evaluations so far
+        self.part_step = -1  # the step whose fixed part tr.selection scored
 
     def __call__(self, e: Event) -> None:
         tr = self.tr
         step = tr.run.step
-        if e.kind == "step" and step % tr.cfg.eval_every == 0:
-            self.evaluate(final=tr.budget.steps_done(step))
+        if e.kind == "step":
+            if step % tr.cfg.eval_every == 0 or self.interval and tr.elapsed() - self.t_last >= self.interval:
+                self.evaluate(final=tr.budget.steps_done(step))
+            self.keep_reserve()
         elif e.kind == "finish" and (self.last["step"] != step or not self.last["full"]):
             self.evaluate(final=True)
+
+    def keep_reserve(self) -> None:
+        """Under --minutes: keep back the final evaluation's seconds, estimated from the latest evaluation's
+        speed (before the first, from twice the training speed: scoring is a forward pass only), and at
+        most RESERVE_SHARE of the budget; the final evaluation is bounded to what fits (`_final_bound`)."""
+        tr = self.tr
+        if not tr.budget.seconds or len(tr.corpus.val) < 2:
+            return
+        rate = self.rate or 2 * tr.run.step * tr.tokens_per_step / max(tr.elapsed(), 1e-9)
+        n = len(tr.corpus.val) - 1
+        chars = n + (0 if part_is_whole(tr) else tr.cfg.eval_chars)  # the final scores the part, then the whole
+        need = RESERVE_MARGIN * chars / max(rate, 1e-9) + RESERVE_EXTRA
+        tr.reserve = min(need, RESERVE_SHARE * tr.budget.seconds)
+
+    def _final_bound(self) -> int:
+        """Characters the final evaluation may score: 0 = the whole split; under --minutes, what the rest
+        of the budget (the reserve) can score at the measured speed."""
+        tr = self.tr
+        if not tr.budget.seconds or not self.rate:
+            return 0
+        # at the speed just measured, in what is left, or at least in the time kept for it (the last step
+        # may have run a little into it)
+        fits = int(max(tr.budget.seconds - tr.elapsed(), tr.reserve - RESERVE_EXTRA, 0.0) * self.rate)
+        return 0 if fits >= len(tr.corpus.val) - 1 else max(int(fits / RESERVE_MARGIN), 1)
 
     def _whole(self, final: bool) -> bool:
         n, bound = len(self.tr.corpus.val) - 1, self.tr.cfg.eval_chars
@@ -133,15 +178,34 @@ class Evaluation:
         if tr.ddp:
             tr.ddp.barrier()
         tr.t_log += time.perf_counter() - t0  # evaluation time is not training throughput
+        self.t_last = tr.elapsed()
 
     def _score(self, final: bool, t0: float) -> dict:
-        """The val loss (the fixed part; and the whole split when final); sets tr.last_val and tr.selection."""
+        """The val loss (the fixed part; and the whole split, or what --minutes leaves time for, when final);
+        sets tr.last_val and tr.selection."""
         tr = self.tr
         val, chunk = tr.corpus.val, max(tr.cfg.seq_len, 128)
         if len(val) < 2:
             return {}
-        part = evaluate_ids(tr.model, val, tr.device, chunk=chunk, max_chars=tr.cfg.eval_chars)
-        whole = part if part.chars == len(val) - 1 or not final else evaluate_ids(tr.model, val, tr.device, chunk=chunk)
+        if self.part_step == tr.run.step and tr.selection is not None:  # the finish after an evaluation step
+            part = tr.selection
+        else:
+            part = evaluate_ids(tr.model, val, tr.device, chunk=chunk, max_chars=tr.cfg.eval_chars,
+                                progress=self._reporter("the validation split" if part_is_whole(tr) else "part of the validation split"))
+            self._measured(part.chars, time.perf_counter() - t0)
+            self.part_step = tr.run.step
+        whole = part
+        if final and part.chars < len(val) - 1:
+            bound = self._final_bound()
+            if not bound or bound > part.chars:
+                t1 = time.perf_counter()
+                whole = evaluate_ids(tr.model, val, tr.device, chunk=chunk, max_chars=bound,
+                                     progress=self._reporter("the validation split"))
+                self._measured(whole.chars, time.perf_counter() - t1)
+            if whole.chars < len(val) - 1:
+                tr.publish("notice", {"message": f"--minutes left time to score {whole.chars:,} of the validation split's "
+                                                 f"{len(val) - 1:,} characters at the end: the val loss is of that part "
+                                                 f"(charrnn eval scores all of it)"})
         tr.last_val, tr.selection = whole, part
         data = {"val_loss": whole.loss, "bpc": whole.bpc, "perplexity": whole.perplexity, "val_chars": whole.chars,
                 "val_scope": "full" if whole.chars == len(val) - 1 else "part"}
@@ -149,6 +213,30 @@ class Evaluation:
             data["val_loss_part"] = part.loss  # the number comparable with the earlier evaluations
         data["eval_seconds"] = time.perf_counter() - t0  # what scoring cost this run's wall clock
         return data
+
+    def _measured(self, chars: int, seconds: float) -> None:
+        """Fold one scoring's speed into the estimate (halfway: one slow moment on a busy machine moves it
+        but does not make it)."""
+        rate = chars / max(seconds, 1e-9)
+        self.rate = rate if not self.rate else (self.rate + rate) / 2
+
+    def _reporter(self, what: str) -> Callable[[float], None]:
+        """A progress callback for evaluate_ids that publishes "scoring" once the scoring has taken a while."""
+        t0 = time.perf_counter()
+        last = [t0]
+
+        def report(fraction: float) -> None:
+            now = time.perf_counter()
+            if now - t0 >= PROGRESS_AFTER and (now - last[0] >= PROGRESS_EVERY or fraction >= 1.0):
+                last[0] = now
+                self.tr.publish("scoring", {"what": what, "fraction": fraction, "step": self.tr.run.step})
+
+        return report
+
+
+def part_is_whole(tr: Trainer) -> bool:
+    """Whether --eval-chars covers the whole validation split (then every evaluation is of all of it)."""
+    return not tr.cfg.eval_chars or len(tr.corpus.val) - 1 <= tr.cfg.eval_chars
 
 
 class Checkpoints:
@@ -163,6 +251,7 @@ class Checkpoints:
             if tr.selection is not None and tr.selection.loss < tr.run.best_val:
                 tr.run.best_val = tr.selection.loss
                 self.save("best.pt", e.carried)
+                tr.best_step = tr.run.step
             self.save("last.pt", e.carried)
         elif e.kind == "stop":
             if tr.main:
@@ -181,9 +270,9 @@ def snapshot(tr: Trainer, carried) -> dict:
         "model_config": to_dict(tr.mcfg),
         "vocab": list(corpus.vocab.chars),
         "preprocessing": {"lowercase": cfg.lowercase, "letters_only": cfg.letters_only,
-                          "max_chars": cfg.max_chars, "encoding_errors": cfg.encoding_errors},
+                          "max_chars": cfg.max_chars, "encoding_errors": cfg.encoding_errors, "newline": cfg.newline},
         "train_config": to_dict(cfg),
-        "corpus": {"name": corpus.name, "path": corpus.path, "train_chars": len(corpus.train),
+        "corpus": {"name": corpus.name, "path": corpus.path, "as_typed": corpus.as_typed, "train_chars": len(corpus.train),
                    "val_chars": len(corpus.val), "test_chars": len(corpus.test)},
         "model": tr.model.state_dict(),
         "optimizer": tr.optimizer.state_dict(),
@@ -192,15 +281,23 @@ def snapshot(tr: Trainer, carried) -> dict:
                 "cuda": torch.cuda.get_rng_state() if tr.device.type == "cuda" else None},
         "position": tr.run.position(tr.elapsed(), tr.epoch_complete()),
         "carried_state": carried_for_checkpoint(carried),
-        "best_val_loss": tr.run.best_val,
-        "val_loss": tr.last_val.loss if tr.last_val else None,
+        "best_val_loss": tr.run.best_val,  # on the fixed part best.pt is chosen on (best_val_scope says which)
+        "best_val_scope": "full" if part_is_whole(tr) else "part",
+        "val_loss": tr.last_val.loss if tr.last_val else None,  # this checkpoint's latest evaluation...
+        "val_scope": _scope(tr),  # ...of the whole split ("full") or of a part of it ("part")
+        "val_chars": tr.last_val.chars if tr.last_val else None,
         "params": count_parameters(tr.model),
         "horizon": trained_horizon(to_dict(cfg), len(corpus.train)),  # how far from a zero state training ran
     }
 
 
+def _scope(tr: Trainer) -> str | None:
+    return None if tr.last_val is None else "full" if tr.last_val.chars >= len(tr.corpus.val) - 1 else "part"
+
+
 class Samples:
-    """Every --sample-every evaluations: a sample from the model, always from the run's seed."""
+    """Every --sample-every evaluations (and under --minutes at the first): a sample from the model,
+    always from the run's seed."""
 
     def __init__(self, tr: Trainer):
         self.tr = tr
@@ -212,7 +309,9 @@ class Samples:
             return
         self.evals += 1
         cfg = self.tr.cfg
-        if cfg.sample_every and self.evals % cfg.sample_every == 0 and cfg.sample_length > 0:
+        # under --minutes the first evaluation brings a sample too: a slow machine shows the model early
+        first = self.evals == 1 and self.tr.budget.seconds
+        if cfg.sample_every and (self.evals % cfg.sample_every == 0 or first) and cfg.sample_length > 0:
             g = torch.Generator().manual_seed(cfg.seed)
             text = sample_text(self.tr.model, self.tr.corpus.vocab, self.prefix, cfg.sample_length, generator=g)
             self.tr.publish("sample", {"step": self.tr.run.step, "prefix": self.prefix, "text": text})

@@ -35,7 +35,7 @@ class TensorBoardLogger:
         except ImportError:
             raise CharRNNError("--tensorboard needs the tensorboard package: pip install 'charrnn[tensorboard]'") from None
         self._writer_class = SummaryWriter
-        self.log_dir = Path(log_dir) if log_dir else None
+        self.log_dir = Path(log_dir).expanduser() if log_dir else None
         self.writer = None
 
     def __call__(self, event) -> None:

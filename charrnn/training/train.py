@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -42,9 +44,11 @@ from charrnn import __version__
 from charrnn.training import distributed
 from charrnn.training import finetune
 from charrnn.training import rundir
-from charrnn.core.checkpoint import Checkpoint, Preprocessing, load
+from charrnn.core.checkpoint import Checkpoint, Preprocessing, load, load_checkpoint
 from charrnn.core.config import MODEL_KEYS, ModelConfig, TrainConfig, coerce, split_options, to_dict
 from charrnn.data.batches import Batches
+from charrnn.data.corpora import CATALOG
+from charrnn.data.documents import is_pattern
 from charrnn.data.dataset import prepare_corpus
 from charrnn.core.device import resolve_device  # noqa: F401  (re-exported: older callers import it from here)
 from charrnn.core.errors import CharRNNError
@@ -55,7 +59,8 @@ from charrnn.core.models import CharRNN, count_parameters, resolve_impl
 from charrnn.training.optim import make_optimizer
 from charrnn.training.runstate import Budget, RunState
 from charrnn.core.scratch import BF16_MIN_HIDDEN, bf16_pays
-from charrnn.training.subscribers import default_subscribers
+from charrnn.training.subscribers import default_subscribers, part_is_whole
+from charrnn.training.threads import ThreadChoice, choose_threads, using_threads
 
 # Keys that may change when a run is resumed; everything else (architecture, data, batching, optimizer)
 # is taken from the checkpoint, because changing it would not continue the same run.
@@ -70,7 +75,7 @@ def build_configs(options: dict[str, Any], resume: str | None = None,
     """Flat options (flags, YAML, preset) -> configs. On resume the checkpoint's configs are the base
     and only RESUMABLE_KEYS may be given. `init`: the --init-from checkpoint when the caller has read
     it already (it is read here otherwise)."""
-    options = coerce({k: v for k, v in options.items() if v is not None})
+    options = _paths_at_the_door(coerce({k: v for k, v in options.items() if v is not None}))
     if resume is None:
         if options.get("init_from"):  # fine-tuning: the architecture and preprocessing of that checkpoint
             options = finetune.options_for(options, init or load(options["init_from"]))
@@ -96,31 +101,58 @@ def build_configs(options: dict[str, Any], resume: str | None = None,
     return mcfg, TrainConfig(**train_kw), ck
 
 
+PATH_KEYS = ("out", "data_dir", "init_from")
+
+
+def _paths_at_the_door(options: dict[str, Any]) -> dict[str, Any]:
+    """~ expanded and relative paths made absolute, so that a run (its config.yaml and checkpoints) works
+    from any folder: --resume, eval and diagnose from elsewhere find the corpus. A catalog name stays a
+    name; a glob stays a pattern, made absolute."""
+    out = dict(options)
+    for key in PATH_KEYS:
+        if isinstance(out.get(key), str) and out[key]:
+            out[key] = os.path.abspath(os.path.expanduser(out[key]))
+    corpus = out.get("corpus")
+    if isinstance(corpus, str) and corpus and corpus not in CATALOG:
+        path = os.path.expanduser(corpus)
+        if os.path.exists(path) or is_pattern(corpus):  # else left as typed, for the error that names it
+            out["corpus"] = os.path.abspath(path)
+    return out
+
+
 def train(options: dict[str, Any], resume: str | None = None, on_event: Callable[[Event], None] | None = None,
+          started: float | None = None,
           subscribers: Sequence[Callable[[Trainer], Callable[[Event], None]]] = ()) -> dict[str, Any]:
-    """Run (or resume) one training run described by flat `options`; returns a summary dict.
+    """Run (or resume) one training run described by flat `options`; returns a summary dict. `started`:
+    when the command began (time.perf_counter()), which is when a --minutes budget starts; default now.
     `subscribers`: factories called with the Trainer once the run is set up; what they return sees every
     event before the standard subscribers do (e.g. `charrnn.watch.subscriber.TrainWatch`)."""
+    t0 = time.perf_counter() if started is None else started  # reading the corpus is part of the command too
     emit = on_event or (lambda e: None)
     # a checkpoint to fine-tune from is read once: for its configs here and for its weights in _train
     init = load(options["init_from"]) if options.get("init_from") and resume is None else None
     mcfg, cfg, ck = build_configs(options, resume, init)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    ddp = distributed.setup(cfg.device, cfg.batch_size)  # None unless torchrun started several processes
-    try:
-        return _train(mcfg, cfg, ck, init, emit if ddp is None or ddp.is_main else (lambda e: None), ddp, subscribers)
-    finally:
-        distributed.teardown(ddp)
+    typed = options.get("corpus") or ((ck.raw.get("corpus") or {}).get("as_typed") if ck else None)
+    threads = choose_threads(cfg.threads)
+    with using_threads(threads.count):  # the caller's count is restored after the run
+        ddp = distributed.setup(cfg.device, cfg.batch_size)  # None unless torchrun started several processes
+        try:
+            return _train(mcfg, cfg, ck, init, emit if ddp is None or ddp.is_main else (lambda e: None), ddp,
+                          threads, t0, typed, subscribers)
+        finally:
+            distributed.teardown(ddp)
 
 
 def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, init: Checkpoint | None,
-           emit: Callable[[Event], None], ddp: distributed.DistContext | None, extra: Sequence = ()) -> dict[str, Any]:
+           emit: Callable[[Event], None], ddp: distributed.DistContext | None, threads: ThreadChoice,
+           t0: float, typed: str | None = None, extra: Sequence = ()) -> dict[str, Any]:
     """Set the run up, hold its directory while the loop runs, and summarise it. ck: the checkpoint
-    being resumed; init: the one being fine-tuned from (never both)."""
+    being resumed; init: the one being fine-tuned from (never both); t0: when the command began;
+    typed: --corpus as the user wrote it (the config keeps it absolute)."""
     device = ddp.device if ddp else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     corpus = prepare_corpus(cfg, vocab=ck.vocab if ck else None, notice=lambda m: emit(Event("notice", {"message": m})))
+    corpus.as_typed = typed
     if init is not None:  # fine-tuning: the old characters keep their ids, new ones are appended
         corpus, added = finetune.grow_vocab(init.vocab, corpus)
         emit(Event("notice", {"message": f"fine-tuning from {init.path}: " + (
@@ -139,7 +171,7 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, init: Che
     with rundir.hold(run_dir) if main else contextlib.nullcontext():
         if ck is None and rundir.holds_run(run_dir):
             raise CharRNNError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")
-        tr = _trainer(mcfg, cfg, ck, corpus, batches, model, device, run_dir, ddp)
+        tr = _trainer(mcfg, cfg, ck, corpus, batches, model, device, run_dir, ddp, t0)
         if main:
             rundir.remove_stale_temps(run_dir)
             if ck is not None:
@@ -148,7 +180,7 @@ def _train(mcfg: ModelConfig, cfg: TrainConfig, ck: Checkpoint | None, init: Che
             rundir.write_config(run_dir, effective)
         tr.subscribers.extend([make(tr) for make in extra] + default_subscribers(tr, emit))
         try:
-            tr.publish("start", _start_data(tr, resumed=ck is not None))
+            tr.publish("start", {**_start_data(tr, resumed=ck is not None), "threads": threads.count, "threads_how": threads.how})
             interrupted = run_loop(tr)
         finally:
             for subscriber in tr.subscribers:  # metrics.jsonl, and any other file a subscriber keeps open
@@ -163,7 +195,7 @@ def _sample_prefix(cfg: TrainConfig, vocab, emit: Callable[[Event], None]) -> Tr
     against the vocabulary now, before the first step, rather than at the first sample hours later."""
     if not (cfg.sample_prefix and cfg.sample_every and cfg.sample_length > 0):
         return cfg  # no samples, or the corpus's own first characters
-    pre = Preprocessing(lowercase=cfg.lowercase, letters_only=cfg.letters_only)
+    pre = Preprocessing(lowercase=cfg.lowercase, letters_only=cfg.letters_only, newline=cfg.newline)
     prefix, note = prepare_prefix(cfg.sample_prefix, pre, vocab, what=f"--sample-prefix {cfg.sample_prefix!r}",
                                   listed="give one from the corpus, or --sample-prefix ''")
     if note is not None:
@@ -171,8 +203,9 @@ def _sample_prefix(cfg: TrainConfig, vocab, emit: Callable[[Event], None]) -> Tr
     return replace(cfg, sample_prefix=prefix)
 
 
-def _trainer(mcfg, cfg, ck, corpus, batches, model, device, run_dir, ddp) -> Trainer:
-    """Optimizer, batches, budget and position (restored on resume), wrapped up as a Trainer."""
+def _trainer(mcfg, cfg, ck, corpus, batches, model, device, run_dir, ddp, t0: float) -> Trainer:
+    """Optimizer, batches, budget and position (restored on resume), wrapped up as a Trainer whose clock
+    started at t0."""
     optimizer = make_optimizer(cfg, model)
     rows = ddp.rows(cfg.batch_size) if ddp else slice(None)
     run = RunState()
@@ -190,8 +223,10 @@ def _trainer(mcfg, cfg, ck, corpus, batches, model, device, run_dir, ddp) -> Tra
     fwd = ddp.wrap(model) if ddp else model  # DDP averages the gradients over ranks in backward
     fwd = torch.compile(fwd) if cfg.compile else fwd
     budget = Budget.of(cfg, batches.epoch(run.epoch)["num_batches"])
-    return Trainer(cfg, mcfg, corpus, model, fwd, optimizer, batches, budget, run, run_dir, device, ddp,
-                   autocast=_autocast(cfg, device))
+    tr = Trainer(cfg, mcfg, corpus, model, fwd, optimizer, batches, budget, run, run_dir, device, ddp,
+                 autocast=_autocast(cfg, device), t_start=t0)
+    tr.t_log = time.perf_counter()  # throughput counts training only, not the set-up
+    return tr
 
 
 def _start_data(tr: Trainer, resumed: bool) -> dict[str, Any]:
@@ -213,19 +248,37 @@ def _start_data(tr: Trainer, resumed: bool) -> dict[str, Any]:
 
 def _summary(tr: Trainer, interrupted: bool) -> dict[str, Any]:
     last_val, best_val = tr.last_val, tr.run.best_val
+    best_pt = tr.run_dir / "best.pt"
     summary = {
         "run_dir": str(tr.run_dir), "corpus": tr.corpus.name, "model": tr.mcfg.model, "impl": tr.mcfg.impl,
         "params": count_parameters(tr.model), "device": str(tr.device), "steps": tr.run.step, "epochs": tr.epochs_done(),
         "chars": tr.run.step * tr.tokens_per_step, "seconds": tr.elapsed(), "interrupted": interrupted,
         "train_loss": (tr.last_epoch or LossReport(tr.run.epoch_acc["nll"], tr.run.epoch_acc["chars"])).loss,
+        # the training loss is a running mean of the loss of each step's batch, over an epoch of changing weights
+        "train_loss_of": _train_loss_of(tr),
         "val_loss": last_val.loss if last_val else None, "val_bpc": last_val.bpc if last_val else None,
         "val_perplexity": last_val.perplexity if last_val else None,
+        # the val loss is of the run's last weights (last.pt), on the whole split or, when --minutes left no
+        # time for all of it, a part
+        "val_scope": None if not last_val else "full" if last_val.chars >= len(tr.corpus.val) - 1 else "part",
+        "val_chars": last_val.chars if last_val else None,
         "best_val_loss": best_val if math.isfinite(best_val) else None,
-        "checkpoint": str(tr.run_dir / ("best.pt" if (tr.run_dir / "best.pt").exists() else "last.pt")),
+        "best_val_scope": "full" if part_is_whole(tr) else "part",  # best.pt is chosen on the --eval-chars part
+        "best_step": tr.best_step if tr.best_step is not None or not best_pt.exists() or not tr.main
+        else (load_checkpoint(best_pt).get("position") or {}).get("step"),  # saved by an earlier session
+        "checkpoint": str(tr.run_dir / ("best.pt" if best_pt.exists() else "last.pt")),
     }
     tr_loss = summary["train_loss"]
     summary["train_perplexity"] = perplexity(tr_loss) if tr_loss == tr_loss else None
     return summary
+
+
+def _train_loss_of(tr: Trainer) -> str:
+    """What the summary's train loss is the mean of: "epoch 5", or "the first 37 steps of epoch 6"."""
+    if tr.last_epoch is not None:
+        return f"epoch {tr.run.epoch}"
+    steps = tr.run.epoch_acc["chars"] // max(tr.tokens_per_step, 1)
+    return f"the first {steps:,} step{'s' * (steps != 1)} of epoch {tr.run.epoch + 1}"
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
