@@ -55,6 +55,21 @@ def test_busy_cores_sees_a_job_that_has_just_started(monkeypatch):
     assert threads.busy_cores(look=0.0 + 1e-6) == pytest.approx(2.0)  # 4 machine CPUs busy, 2 of them ours
 
 
+def test_busy_cores_forgets_a_job_that_has_ended(monkeypatch):
+    """The load average still counts the `pip install` that ended a minute ago; an idle look at /proc/stat
+    wins, so a first run on an idle 2-core machine computes with both cores."""
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.4, 1.0, 0.5))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the suite pins it; a user's shell does not
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    times = iter([(1000, 4000), (1400, 4400)])  # every jiffy in between idle
+    monkeypatch.setattr(threads, "_cpu_times", lambda: next(times))
+    busy = threads.busy_cores(look=1e-6)
+    assert busy == pytest.approx(0.0)
+    assert threads.choose_threads("auto", busy=busy, cores=2).count == 2
+
+
 @pytest.mark.parametrize("bad", ["-1", "two", "1.5", -2, True])
 def test_threads_values_are_checked(bad):
     with pytest.raises(CharRNNError, match="--threads must be auto"):

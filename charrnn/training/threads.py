@@ -8,10 +8,9 @@
 Why auto: torch's OpenMP and MKL threads spin while they wait for one another. On cores another process
 is using, one descheduled thread holds all the others up, so torch's default of one thread per core can
 be several times slower than fewer threads (issue 21 measured 7.5x on a busy 2-core machine). Auto takes
-the cores that are free when the run starts: the usable cores minus the load on them (the 1-minute load
-average, or what /proc/stat shows busy over a short look when that is higher, since the average lags a
-job that has just started), rounded, at least 1. A load that changes after
-the start is not followed. OMP_NUM_THREADS or MKL_NUM_THREADS, when set, is the user's choice: auto
+the cores that are free when the run starts: the usable cores minus what /proc/stat shows busy on them
+over a short look (the 1-minute load average where /proc/stat cannot be read), rounded, at least 1. A
+load that changes after the start is not followed. OMP_NUM_THREADS or MKL_NUM_THREADS, when set, is the user's choice: auto
 keeps it. Different thread counts may round differently, so a run that must repeat bit for bit on
 another machine or load pins `--threads N`.
 """
@@ -30,7 +29,7 @@ import torch
 from charrnn.core.config import threads_value
 
 AUTO = "auto"
-LOOK_SECONDS = 0.2  # how long /proc/stat is watched for what is busy now
+LOOK_SECONDS = 0.3  # how long /proc/stat is watched for what is busy now
 
 
 @dataclass(frozen=True)
@@ -64,20 +63,24 @@ def _cpu_times() -> tuple[int, int] | None:
 
 
 def busy_cores(look: float = LOOK_SECONDS) -> float:
-    """How many of this process's usable cores other work occupies: the larger of the 1-minute load
-    average and the busy share of the CPUs over `look` seconds, scaled from the machine's CPUs to ours
-    (in a container given 2 of 64 CPUs, a host load of 32 is about 1 on ours)."""
+    """How many of this process's usable cores other work occupies now: the busy share of the CPUs over
+    `look` seconds of /proc/stat, scaled from the machine's CPUs to ours (in a container given 2 of 64
+    CPUs, 32 busy host CPUs are about 1 of ours). The 1-minute load average stands in only where
+    /proc/stat cannot be read: it lags both ways, still counting a job that ended a minute ago (such as
+    the `pip install` before a first run, which made auto pick 1 thread of 2 on an idle machine) and
+    missing one that has just started."""
     machine = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        load = 0.0
     first = _cpu_times()
     if first is not None and look > 0:
         time.sleep(look)
         second = _cpu_times()
         if second is not None and second[1] > first[1]:
-            load = max(load, machine * (1 - (second[0] - first[0]) / (second[1] - first[1])))
+            busy = machine * (1 - (second[0] - first[0]) / (second[1] - first[1]))
+            return max(0.0, busy) * min(1.0, usable_cores() / machine)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
     return load * min(1.0, usable_cores() / machine)
 
 
