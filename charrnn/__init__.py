@@ -20,7 +20,8 @@ The package is an engine with a thin command-line interface on top (`charrnn.cli
 order data flows through them (each imports only from the ones above it in this list):
 
     core/       the ground floor: errors, config (ModelConfig / TrainConfig), device, vocab (text -> ids),
-                models (CharRNN), scratch (hand-written BPTT layers), checkpoint (the one loader), userfile
+                models (CharRNN), scratch (hand-written BPTT layers), checkpoint (the one loader), userfile,
+                presets/ (the YAML recipes `train --preset` reads)
     data/       corpora, many-file documents, the encoded-corpus cache, splits and batches, a run's corpus
     generate/   sampling, beam search, stop strings, the interactive session
     training/   run set-up, the loop and its subscribers, run state, optimiser, evaluation, run directory,
@@ -33,7 +34,6 @@ order data flows through them (each imports only from the ones above it in this 
     watch/      checks inside a learner's own training loop (charrnn.watch), and train --watch
     charrnn/__init__.py   this Python API, over every stage above
     cli/        the `charrnn` command: parsing and rendering only
-    presets/    the YAML recipes `train --preset` reads
 """
 
 from __future__ import annotations

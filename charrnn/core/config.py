@@ -217,14 +217,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("charrnn.presets").iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in resources.files("charrnn.core.presets").iterdir() if p.name.endswith(".yaml"))
 
 
 def load_preset(name: str) -> dict[str, Any]:
     """Options of a recipe shipped inside the package (`--preset NAME`)."""
     names = preset_names()
     _check(name in names, f"unknown preset {name!r}; presets: {', '.join(names) or 'none'}")
-    text = resources.files("charrnn.presets").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    text = resources.files("charrnn.core.presets").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(text) or {}
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
