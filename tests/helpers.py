@@ -83,3 +83,26 @@ def ctrl_c_as_in_a_terminal() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def chromium_or_skip():
+    """(Debian's Chromium, playwright.sync_api) for a browser test module, or skip the module with the
+    reason; .ci/run installs both."""
+    import shutil
+
+    import pytest
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does it)", allow_module_level=True)
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
+    return chromium, sync_api
+
+
+def launch_chromium():
+    """A headless Chromium driven by Playwright, closed when the generator is: the browser fixtures."""
+    chromium, sync_api = chromium_or_skip()
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield browser
+        browser.close()

@@ -9,7 +9,6 @@ Chromium (or the playwright package) the tests skip with the reason; .ci/run ins
 
 import math
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,12 +22,9 @@ from charrnn.core.checkpoint import load_model
 from charrnn.cli.app import app
 from charrnn.core.vocab import Vocab
 
-from helpers import ctrl_c_as_in_a_terminal, make_text
+from helpers import chromium_or_skip, ctrl_c_as_in_a_terminal, launch_chromium, make_text
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None:
-    pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does it)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
+chromium_or_skip()  # skips this module, with the reason, when Chromium or playwright is missing
 
 pytestmark = pytest.mark.slow  # a real browser
 
@@ -52,10 +48,7 @@ def page_file(tiny_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ package) the tests skip with the reason.
 """
 
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -15,13 +14,10 @@ import torch
 
 from charrnn.export.export import export
 
-from helpers import cli
+from helpers import chromium_or_skip, cli, launch_chromium
 from test_export import CHARS, MODELS, PREFIX, greedy_cli, make_checkpoint, torch_probs
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None:
-    pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does it)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
+chromium_or_skip()  # skips this module, with the reason, when Chromium or playwright is missing
 
 pytestmark = pytest.mark.slow
 DRAWS = 20_000
@@ -35,10 +31,7 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture

@@ -129,6 +129,7 @@ def test_minutes_bounds_the_run_with_its_final_evaluation(tmp_path, monkeypatch)
     assert final["val_scope"] == "part" and 1024 < final["val_chars"] < 20000 - 1
     assert any("--minutes left time to score" in e.data["message"] for e in events if e.kind == "notice")
     assert load(str(tmp_path / "run" / "last.pt")).raw["val_scope"] == "part"
+    assert summary["val_scope"] == "part" and summary["val_loss"] == final["val_loss"]  # the summary says so too
 
 
 def test_minutes_evaluates_and_samples_by_the_clock(tmp_path, monkeypatch):

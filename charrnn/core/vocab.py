@@ -1,27 +1,11 @@
-"""Text -> character ids -> train/val/test splits -> minibatches.
+"""Text -> character ids: strict reading, d2l's preprocessing and the vocabulary every checkpoint carries.
 
     text = read_text(path)                      # strict UTF-8; the error names the byte offset
     text = preprocess(text, letters_only=True)  # d2l's read_time_machine, on request
     vocab = Vocab.from_text(text)               # sorted unique characters; travels in checkpoints
     ids = vocab.encode(text)                    # numpy array, smallest unsigned dtype that fits
-    train, val, test = split(ids, 0.1, 0.0)     # contiguous, nanoGPT's 90/10 by default
 
-Minibatches follow d2l section 8.3's two schemes. Both return (X, Y) LongTensors of shape (B, T) with
-Y = X shifted one character ahead.
-
-random: the corpus is cut into non-overlapping windows of T characters starting at a random offset
-in [0, T); the windows are shuffled and taken B at a time. Neighbouring batches are unrelated text, so
-the hidden state must be reset for every batch.
-
-sequential: the corpus (from a random offset in [0, T]) is laid out as B contiguous streams, one per
-batch row, and each batch is the next T columns:
-
-    row 0: | batch 0 | batch 1 | batch 2 | ...     each row is one stream of text;
-    row 1: | batch 0 | batch 1 | batch 2 | ...     batch k+1 continues batch k in every row,
-    ...                                            so state can be carried (and detached)
-
-An epoch's plan is a pure function of (seed, epoch), so a resumed run sees exactly the batches the
-uninterrupted run would have seen.
+Splits and minibatches are the data stage's (`charrnn.data.batches`).
 """
 
 from __future__ import annotations
