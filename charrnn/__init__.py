@@ -32,6 +32,8 @@ order data flows through them (each imports only from the ones above it in this 
     gradcheck/  the engine's gradient check, the user's, and what a failure means
     diagnose/   why a loss is flat or rising: checks on a trained model, and on a learner's own log
     watch/      checks inside a learner's own training loop (charrnn.watch), and train --watch
+    serve/      a trained run behind OpenAI's /v1/completions, with continuous batching (charrnn serve)
+    export/     ONNX, a NumPy-only sampler and a self-contained web page (charrnn export)
     charrnn/__init__.py   this Python API, over every stage above
     cli/        the `charrnn` command: parsing and rendering only
 """

@@ -145,6 +145,15 @@ def test_every_stage_is_a_subpackage_with_a_docstring_and_the_top_is_small():
         assert not missing, f"{pkg.name}'s docstring does not name its rooms {missing}"
 
 
+def test_the_module_map_names_every_stage():
+    """charrnn/__init__.py's docstring is the map a reader opens first: every stage package is on it, and
+    nothing on it is missing from the tree."""
+    doc = ast.get_docstring(ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8")))
+    listed = set(re.findall(r"^    ([a-z_]+)/ ", doc, flags=re.M))
+    stages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert listed == stages, f"map {sorted(listed)} vs tree {sorted(stages)}"
+
+
 def test_modules_and_functions_fit():
     """Bodies only: a Typer command's parameter list is its flags, not its logic."""
     long = []
