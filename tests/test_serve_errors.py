@@ -8,11 +8,8 @@ import time
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
-from charrnn.cli.app import app
 
-from helpers import write_corpus
 from serve_helpers import Server, metric, sse_events
 
 pytestmark = pytest.mark.slow
@@ -24,14 +21,9 @@ LIMITS = ["--max-rows", "4", "--max-n", "4", "--queue", "1", "--max-prompt", "50
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    d = tmp_path_factory.mktemp("serve_errors")
-    corpus = write_corpus(d, 5000)
-    r = CliRunner().invoke(app, ["train", "--corpus", str(corpus), "--out", str(d / "tiny"), "--max-steps", "10",
-                                 "--hidden", "16", "--batch-size", "8", "--seq-len", "16", "--eval-every", "10",
-                                 "--sample-every", "0", "--quiet"])
-    assert r.exit_code == 0, r.output
-    with Server(d / "tiny", *LIMITS, env={"CHARRNN_API_KEY": KEY}) as s:  # the key from the environment
+def server(tiny_run):
+    """The session's shared tiny run, served as "tiny" with tight limits and an API key."""
+    with Server(f"tiny={tiny_run.run}", *LIMITS, env={"CHARRNN_API_KEY": KEY}) as s:  # the key from the environment
         yield s
 
 
