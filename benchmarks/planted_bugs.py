@@ -274,7 +274,9 @@ BUGS = [
     Bug("api-html-colour-shifted", "charrnn/analysis/surprisal.py", "surprisal_rgb(self.bits[i])",
         "surprisal_rgb(self.bits[max(i - 1, 1)])", "the notebook picture colours each character by its neighbour's surprisal",
         ("tests/test_api.py",), "notebook"),
-    Bug("api-config-over-keywords", "charrnn/__init__.py", "    merged.update(options)\n", "    merged = {**options, **merged}\n",
+    Bug("api-config-over-keywords", "charrnn/__init__.py",
+        "merged = {**merge_options({}, preset=preset, config=config), **options}",
+        "merged = {**options, **merge_options({}, preset=preset, config=config)}",
         "charrnn.train lets the config file override the keywords (the command line's precedence inverted)",
         ("tests/test_api.py",), "preset"),
 

@@ -64,15 +64,11 @@ def train(config: dict[str, Any] | str | Path | None = None, *, preset: str | No
     recipe shipped with charrnn), `config` (a dict, or a YAML file as for `--config`) and the keywords.
     `resume` continues the run in that directory; `on_event` receives the training events (the CLI draws
     them; by default nothing is printed)."""
-    from charrnn.core.config import load_preset, load_yaml
+    from charrnn.core.config import merge_options
     from charrnn.training.train import train as run_training
 
-    merged: dict[str, Any] = dict(load_preset(preset)) if preset else {}
-    if isinstance(config, (str, Path)):
-        merged.update(load_yaml(config))
-    elif config is not None:
-        merged.update(config)
-    merged.update(options)
+    # keywords go on top as given, not through merge_options' flag filter: an unknown one is refused by name
+    merged = {**merge_options({}, preset=preset, config=config), **options}
     summary = run_training(merged, resume=str(resume) if resume is not None else None, on_event=on_event)
     return Trained(Path(summary["run_dir"]), summary)
 

@@ -177,8 +177,10 @@ def option_key(name: str) -> str:
     return str(name).lstrip("-").replace("-", "_")
 
 
-def merge_options(flags: dict[str, Any], preset: str | None = None, config: str | Path | None = None) -> dict[str, Any]:
-    """The flat options of one run, in rising priority: the preset, the YAML file, the flags.
+def merge_options(flags: dict[str, Any], preset: str | None = None,
+                  config: str | Path | dict[str, Any] | None = None) -> dict[str, Any]:
+    """The flat options of one run, in rising priority: the preset, the YAML file (or a mapping, from
+    Python), the flags.
 
     `flags` maps flag names (`--batch-size` or `batch_size`) to values, None for a flag not given; the
     keys that are no config field (--quiet, --json, ...) belong to the command and are left out here.
@@ -186,7 +188,9 @@ def merge_options(flags: dict[str, Any], preset: str | None = None, config: str 
     options: dict[str, Any] = {}
     if preset:
         options.update(load_preset(preset))
-    if config:
+    if isinstance(config, dict):
+        options.update(config)
+    elif config:
         options.update(load_yaml(config))
     given = {option_key(k): v for k, v in flags.items() if v is not None}
     options.update({k: v for k, v in given.items() if k in OPTION_KEYS})
