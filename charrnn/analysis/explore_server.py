@@ -100,15 +100,14 @@ def explore_scorer(ckpt, text=None, split: str | None = None, max_chars: int = 3
     else empty, inviting a text; a submitted text is prepared as the training text was."""
     from charrnn.analysis.explore import empty_data, page_data
     from charrnn.analysis.subject import open_checkpoint
+    from charrnn.analysis.surprisal import scored_part
 
     if max_chars < 2:
         raise CharRNNError(f"--max-chars must be at least 2 (got {max_chars})")
     subject = open_checkpoint(ckpt, device, impl)  # loaded once: the first page and every POST share it
     ck = subject.checkpoint
     if text is not None or split is not None:
-        shown = (subject.with_text(text) if text is not None else subject.with_split(split, data_dir)).first(max_chars)
-        if len(shown.ids) < 2:
-            raise CharRNNError(f"{shown.source}: {len(shown.ids)} character(s); scoring needs at least 2")
+        shown = scored_part(subject, text, split, data_dir, max_chars)
         first = page_data(subject.model, ck.vocab, np.asarray(shown.ids), subject.device, source=shown.source,
                           checkpoint=ck.path)
     else:

@@ -141,8 +141,14 @@ def load_for_scoring(ckpt_path, text=None, split: str | None = "val", device: st
 
     if max_chars < 2:
         raise CharRNNError(f"--max-chars must be at least 2 (got {max_chars})")
-    s = open_checkpoint(ckpt_path, device, impl)
-    s = (s.with_text(text) if text is not None else s.with_split(split, data_dir)).first(max_chars)
+    s = scored_part(open_checkpoint(ckpt_path, device, impl), text, split, data_dir, max_chars)
+    return s.model, s.device, np.asarray(s.ids), s.source, s.checkpoint
+
+
+def scored_part(subject, text, split: str | None, data_dir: str | None, max_chars: int):
+    """The subject on the first `max_chars` characters of a file (`text`) or of its run's `split`: what a
+    surprisal map shows. Fewer than 2 characters is an error (nothing would be scored)."""
+    s = (subject.with_text(text) if text is not None else subject.with_split(split, data_dir)).first(max_chars)
     if len(s.ids) < 2:
         raise CharRNNError(f"{s.source}: {len(s.ids)} character(s); scoring needs at least 2")
-    return s.model, s.device, np.asarray(s.ids), s.source, s.checkpoint
+    return s
