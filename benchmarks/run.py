@@ -3,6 +3,7 @@
     python benchmarks/run.py                       # all sections (about 40 minutes on 2 cores)
     python benchmarks/run.py --quick               # fewer configs and steps, 68 s candidates only, 100 MB only
     python benchmarks/run.py --only throughput --json bench.json
+    python benchmarks/run.py --only quality --set levers --match 68s --repeat 2    # the regularisers
     flock /tmp/charrnn-cpu.lock python benchmarks/run.py    # on a shared machine: nobody else timing
 
 Sections (--only picks one):
@@ -15,7 +16,9 @@ Sections (--only picks one):
                 swapped (fp32, torch's GRU, the minGRU prototype of benchmarks/mingru.py), each a fresh
                 `charrnn train` process with the whole command timed; validation loss (nats/char) on
                 tinyshakespeare's last 10%. --repeat N runs the list N times, interleaved: on a shared
-                machine one run can see 20-30% more or fewer steps than the next
+                machine one run can see 20-30% more or fewer steps than the next. --set levers: the
+                regularisers (locked dropout, weight drop, embedding dropout, AR/TAR, EMA) one at a
+                time on each preset; --match picks candidates by label, --extra adds one
     sampling    chars/s of charrnn.generate.sample.generate for a 1x512 LSTM at batch 1 and 64 after a
                 1,000-character prefix, for 1k and 10k characters (the cost per character must not grow),
                 next to the same call before issue 10 (--baseline REV), with --stop and log-probabilities,
@@ -56,6 +59,24 @@ CANDIDATES = [
     ("5min before: 384, d 0.1", "shakespeare-5min", ["--no-amp", "--hidden", "384", "--dropout", "0.1"], None),
 ]
 QUICK_CANDIDATES = CANDIDATES[:2]
+# the regularisers of issue 25, each alone on top of the preset as shipped, then together (--set levers)
+_LOCKED = ["--dropout-kind", "locked"]
+LEVERS = [
+    ("68s as shipped", "shakespeare-68s", [], None),
+    ("68s locked dropout 0.1", "shakespeare-68s", ["--dropout", "0.1", *_LOCKED], None),
+    ("68s elementwise 0.1", "shakespeare-68s", ["--dropout", "0.1"], None),
+    ("68s weight drop 0.1", "shakespeare-68s", ["--weight-drop", "0.1"], None),
+    ("68s embed dropout 0.05", "shakespeare-68s", ["--embed-dropout", "0.05"], None),
+    ("68s AR 1, TAR 1", "shakespeare-68s", ["--ar", "1", "--tar", "1"], None),
+    ("68s EMA 0.99", "shakespeare-68s", ["--ema", "0.99"], None),
+    ("5min as shipped", "shakespeare-5min", [], None),
+    ("5min locked 0.25", "shakespeare-5min", _LOCKED, None),
+    ("5min weight drop 0.2", "shakespeare-5min", ["--weight-drop", "0.2"], None),
+    ("5min embed dropout 0.1", "shakespeare-5min", ["--embed-dropout", "0.1"], None),
+    ("5min AR 2, TAR 1", "shakespeare-5min", ["--ar", "2", "--tar", "1"], None),
+    ("5min EMA 0.995", "shakespeare-5min", ["--ema", "0.995"], None),
+]
+SETS = {"engines": CANDIDATES, "levers": LEVERS}
 
 
 def machine() -> dict:
@@ -69,20 +90,20 @@ def machine() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def quality(quick: bool, data: dict, repeat: int = 1, log=print) -> list[dict]:
+def quality(quick: bool, data: dict, repeat: int = 1, log=print, candidates: list | None = None) -> list[dict]:
     """Each candidate as a user runs it: a fresh `charrnn train` process, wall time of the whole command.
     The list runs `repeat` times in turn, so every candidate meets the machine's slow and fast minutes."""
     rows = []
     for round_ in range(repeat):
-        for label, preset, flags, entry in QUICK_CANDIDATES if quick else CANDIDATES:
+        for label, preset, flags, entry in candidates or (QUICK_CANDIDATES if quick else CANDIDATES):
             rows.append(_quality_run(label, preset, flags, entry, data))
             r = rows[-1]
-            log(f"{label:22s} wall {r['wall_s']:6.1f} s (training {r['train_s']:6.1f} s, {r['steps']:5d} steps, "
+            log(f"{label:26s} wall {r['wall_s']:6.1f} s (training {r['train_s']:6.1f} s, {r['steps']:5d} steps, "
                 f"{r['epochs']:.2f} epochs)  val loss {r['val_loss']:.4f}" + (f"  (round {round_ + 1})" if repeat > 1 else ""))
     if repeat > 1:
         for label in dict.fromkeys(r["candidate"] for r in rows):
             vals = sorted(r["val_loss"] for r in rows if r["candidate"] == label)
-            log(f"{label:22s} val loss median {vals[len(vals) // 2]:.4f}, range {vals[0]:.4f}-{vals[-1]:.4f}")
+            log(f"{label:26s} val loss median {vals[len(vals) // 2]:.4f}, range {vals[0]:.4f}-{vals[-1]:.4f}")
     return rows
 
 
@@ -183,6 +204,21 @@ def sampling(quick: bool, data: dict, log=print, baseline: str = SAMPLING_BASELI
     return rows
 
 
+def _candidates(args) -> list | None:
+    """The quality candidates --set, --match and --extra ask for (None: the default list)."""
+    if args.set == "engines" and not args.match and not args.extra:
+        return None
+    chosen = [c for c in SETS[args.set] if not args.match or any(m in c[0] for m in args.match)]
+    for spec in args.extra:
+        label, _, flags = spec.partition("=")
+        words = flags.split()
+        if "--preset" not in words:
+            raise SystemExit(f"--extra {spec!r}: give the preset as --preset NAME among the flags")
+        i = words.index("--preset")
+        chosen.append((label, words[i + 1], words[:i] + words[i + 2 :], None))
+    return chosen
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n".join(__doc__.splitlines()[1:]))
@@ -194,6 +230,13 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", default=SAMPLING_BASELINE, metavar="REV",
                     help="the git revision whose charrnn/generate/sample.py is the sampling section's 'before'")
     ap.add_argument("--repeat", type=int, default=1, metavar="N", help="quality: run the candidate list N times, interleaved")
+    ap.add_argument("--set", choices=sorted(SETS), default="engines",
+                    help="quality: the candidates: engines (precision, engine, cell) or levers (the regularisers)")
+    ap.add_argument("--match", metavar="TEXT", action="append",
+                    help="quality: only the candidates whose label contains TEXT (repeatable), e.g. --match 68s")
+    ap.add_argument("--extra", metavar="LABEL=FLAGS", action="append", default=[],
+                    help="quality: one more candidate, e.g. '5min best=--preset shakespeare-5min --ema 0.995' "
+                         "(the first --preset names the preset)")
     ap.add_argument("--with-compile", action="store_true", help="small: add a torch.compile'd GRU loop (minutes per width)")
     ap.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "charrnn-bench"),
                     help="where the memory section writes its big corpora (kept for the next run)")
@@ -218,6 +261,8 @@ def main(argv=None) -> int:
         results["small"] = small.run(args.quick, with_compile=args.with_compile)
         print("\n## The presets' models, whole training steps (fp32 vs --amp, interleaved, best of 5)")
         results["small_presets"] = small.preset_steps()
+        print("\n## The presets' models with each regulariser (--amp, interleaved, best of 5)")
+        results["small_levers"] = small.lever_steps()
     if "sampling" in sections:
         print(f"\n## Sampling speed (1x512 LSTM; before = charrnn/generate/sample.py at {args.baseline})")
         results["sampling"] = sampling(args.quick, data, baseline=args.baseline)
@@ -234,7 +279,7 @@ def main(argv=None) -> int:
                                           Path(src) if src else None)
     if "quality" in sections:
         print("\n## Time to quality (tinyshakespeare, 90/10, whole command)")
-        results["quality"] = quality(args.quick, data, repeat=args.repeat)
+        results["quality"] = quality(args.quick, data, repeat=args.repeat, candidates=_candidates(args))
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.json}")
     return 0

@@ -201,3 +201,73 @@ def _train_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool, 
         return (time.perf_counter() - t) / steps
     run()  # warm-up
     return run
+
+
+# (label, model config changes, train config: ar, tar, ema): each regulariser beside plain dropout
+LEVER_VARIANTS = [
+    ("no dropout", dict(dropout=0.0), {}),
+    ("elementwise 0.25", dict(dropout=0.25), {}),
+    ("locked 0.25", dict(dropout=0.25, dropout_kind="locked"), {}),
+    ("weight drop 0.2", dict(dropout=0.0, weight_drop=0.2), {}),
+    ("embed dropout 0.1", dict(dropout=0.0, embed_dropout=0.1), {}),
+    ("AR 2, TAR 1", dict(dropout=0.0), dict(ar=2.0, tar=1.0)),
+    ("EMA 0.995", dict(dropout=0.0), dict(ema=0.995)),
+]
+
+
+def lever_steps(rounds: int = 5, steps: int = 20, vocab: int = 65, log=print) -> list[dict]:
+    """ms per training step of each preset's model (with --amp as the presets ship) for each regulariser
+    alone, interleaved, best of `rounds`; through charrnn's own train_step and WeightAverage."""
+    from dataclasses import replace
+
+    rows = []
+    for name in ("shakespeare-68s", "shakespeare-5min"):
+        p = load_preset(name)
+        base = ModelConfig(model=p["model"], impl=resolve_impl(p["model"], "auto", "cpu"), vocab_size=vocab,
+                           hidden=p["hidden"], layers=p.get("layers", 1), embed=p["embed"])
+        x = torch.randint(0, vocab, (p["batch_size"], p["seq_len"]))
+        y = torch.randint(0, vocab, (p["batch_size"], p["seq_len"]))
+        runs = {}
+        for label, mchanges, tchanges in LEVER_VARIANTS:
+            torch.manual_seed(0)
+            model = CharRNN(replace(base, **mchanges)).train()
+            runs[label] = _lever_steps(model, x, y, steps, **tchanges)
+        best = {k: float("inf") for k in runs}
+        for _ in range(rounds):
+            for k, run_steps in runs.items():
+                best[k] = min(best[k], run_steps())
+        ref = best["elementwise 0.25"]
+        row = {"preset": name, "model": f"{base.model} {base.layers}x{base.hidden}, embed {base.embed}",
+               **{f"{k} ms": 1e3 * v for k, v in best.items()}}
+        rows.append(row)
+        log(f"{name} ({row['model']}, --amp), ms per step; vs elementwise dropout:")
+        for k, v in best.items():
+            log(f"    {k:20s} {1e3 * v:7.1f} ms   {v / ref:5.2f}x")
+    return rows
+
+
+def _lever_steps(model: nn.Module, x, y, steps: int, ar: float = 0.0, tar: float = 0.0, ema: float = 0.0):
+    """A closure running `steps` steps of charrnn's train_step (bf16 autocast), with the EMA update when
+    asked; returns seconds per step."""
+    from charrnn.training.ema import WeightAverage
+    from charrnn.training.loop import train_step
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    params = list(model.parameters())
+    avg = WeightAverage(model, ema) if ema else None
+    state = model.begin_state(x.shape[0])
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16)
+    done = [0]
+
+    def run() -> float:
+        nonlocal state
+        t = time.perf_counter()
+        for _ in range(steps):
+            _, _, state = train_step(model, opt, params, x, y, detach_state(state), 1.0, autocast, ar, tar)
+            state = detach_state(state)
+            done[0] += 1
+            if avg is not None:
+                avg.update(done[0])
+        return (time.perf_counter() - t) / steps
+    run()  # warm-up
+    return run

@@ -23,6 +23,8 @@ def gradcheck(
     seq_len: Optional[int] = typer.Option(None, help="Time steps \\[default: 4]."),
     vocab: Optional[int] = typer.Option(None, "--vocab-size", help="Vocabulary size \\[default: 6, or the checkpoint's]."),
     embed: Optional[int] = typer.Option(None, help="Embedding width, 0 = one-hot \\[default: 0, or the checkpoint's]."),
+    weight_drop: Optional[float] = typer.Option(None, "--weight-drop", help="Check with a fixed DropConnect mask on W_hh (train's --weight-drop) \\[default: 0, or the checkpoint's]."),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Check with a fixed locked-dropout mask between layers (train's --dropout-kind locked) \\[default: 0, or the checkpoint's]."),
     seed: int = typer.Option(0, help="Seed of the weights, state, input and targets."),
     samples: Optional[int] = typer.Option(None, help="Finite differences on this many random elements per tensor; 0 = all \\[default: all up to 512 elements, else 32]."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
@@ -37,13 +39,13 @@ def gradcheck(
     vocab = vocab if vocab is not None else vocab_alias
     if user is not None:
         others = {"CKPT": ckpt, "--model": model, "--layers": layers, "--hidden": hidden, "--batch-size": batch,
-                  "--vocab-size": vocab, "--embed": embed}
+                  "--vocab-size": vocab, "--embed": embed, "--weight-drop": weight_drop, "--dropout": dropout}
         given = [k for k, v in others.items() if v is not None]
         if given:
             raise CharRNNError(f"--user checks your own code: {', '.join(given)} do not apply to it")
         return _gradcheck_user(user, seq_len, seed, samples, json_out)
     given = dict(model=model, layers=layers, hidden=hidden, batch=batch, seq_len=seq_len, vocab=vocab,
-                 embed=embed, seed=seed, samples=samples)
+                 embed=embed, weight_drop=weight_drop, dropout=dropout, seed=seed, samples=samples)
     if ckpt is not None:
         opts = options_from_checkpoint(ckpt, **given)
     else:

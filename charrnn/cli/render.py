@@ -237,7 +237,8 @@ def horizon_line(result: dict) -> str:
 def gradcheck_header(opts) -> str:
     """`charrnn gradcheck`: what was checked."""
     return (f"gradcheck: {', '.join(opts.models)}, {opts.layers} layer(s), hidden {opts.hidden}, batch {opts.batch}, "
-            f"seq-len {opts.seq_len}, vocab {opts.vocab}, embed {opts.embed}, float64")
+            f"seq-len {opts.seq_len}, vocab {opts.vocab}, embed {opts.embed}, float64"
+            + (f", fixed masks: weight drop {opts.weight_drop:g}, locked dropout {opts.dropout:g}" if opts.weight_drop or opts.dropout else ""))
 
 
 def user_gradcheck_report(spec: str, opts, report) -> list:

@@ -211,6 +211,7 @@ def describe(target: str | Path) -> dict[str, Any]:
         "charrnn_version": ckpt.get("charrnn_version"),
         "model": dict(ckpt["model_config"]),
         "parameters": n_params,
+        "weights": ckpt.get("weights", "trained"),  # "model" holds the trained weights, or their average (--ema)
         "vocab_size": len(vocab),
         "vocab": repr("".join(vocab)),
         "corpus": dict(ckpt.get("corpus") or {}),
@@ -225,7 +226,8 @@ def describe(target: str | Path) -> dict[str, Any]:
         "val_chars": ckpt.get("val_chars"),
         "run_checkpoints": _run_checkpoints(Path(ckpt["path"]).parent),
         "training": {k: tcfg.get(k) for k in ("batch_size", "seq_len", "sampling", "state", "optimizer", "lr",
-                                                "schedule", "clip", "seed") if k in tcfg},
+                                                "schedule", "clip", "seed") if k in tcfg}
+                    | {k: tcfg[k] for k in ("ar", "tar", "ema") if tcfg.get(k)},  # the regularisers in use
     }
 
 

@@ -24,6 +24,7 @@ STATES = ("auto", "reset", "carry")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DROPOUT_KINDS = ("elementwise", "locked")  # charrnn.core.regularise
 DEFAULT_EPOCHS = 10  # the budget when none of --epochs, --max-steps, --minutes is given
 
 
@@ -59,6 +60,9 @@ class ModelConfig:
     layers: int = 1
     embed: int = 0  # 0 = one-hot input, as d2l; N = a learned N-wide embedding
     dropout: float = 0.0  # between layers and before the output layer
+    dropout_kind: str = "elementwise"  # elementwise: a mask per character | locked: one per sequence
+    weight_drop: float = 0.0  # DropConnect on the recurrent matrices W_hh, one mask per batch
+    embed_dropout: float = 0.0  # drop whole characters from the input, one mask per batch
     init_std: float = 0.0  # 0 = torch's default init; >0 = weights ~ N(0, std^2), biases 0 (d2l uses 0.01)
 
     def __post_init__(self):
@@ -68,6 +72,9 @@ class ModelConfig:
         _check(self.layers >= 1, "--layers must be at least 1")
         _check(self.embed >= 0, "--embed must be 0 (one-hot) or a positive width")
         _check(0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
+        _choice("dropout_kind", self.dropout_kind, DROPOUT_KINDS)
+        _check(0.0 <= self.weight_drop < 1.0, "--weight-drop must be in [0, 1)")
+        _check(0.0 <= self.embed_dropout < 1.0, "--embed-dropout must be in [0, 1)")
         _check(self.init_std >= 0.0, "--init-std must be 0 (torch's default init) or positive")
         _check(self.vocab_size >= 0, "vocab_size must not be negative")
 
@@ -100,6 +107,10 @@ class TrainConfig:
     warmup: int = 0  # steps of linear warm-up (always steps, whatever the budget's kind)
     min_lr_frac: float = 0.1  # cosine decays to lr * min_lr_frac
     clip: float = 1.0  # global gradient-norm clip; 0 = off
+    ar: float = 0.0  # activation regularisation: + ar * mean(h^2) of the last layer's dropped-out outputs
+    tar: float = 0.0  # temporal activation regularisation: + tar * mean((h_t - h_{t-1})^2)
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off), which evaluation,
+    # best.pt, last.pt's "model" and sampling use
     # budgets: whichever ends first; none given = DEFAULT_EPOCHS epochs (see runstate.Budget.of)
     epochs: int = 0
     max_steps: int = 0
@@ -144,6 +155,8 @@ class TrainConfig:
                                         "--sample-every 0 turns the samples off")
         _check(self.warmup >= 0, "--warmup must not be negative")
         _check(self.clip >= 0, "--clip must be 0 (off) or positive")
+        _check(self.ar >= 0 and self.tar >= 0, "--ar and --tar must be 0 (off) or positive")
+        _check(0.0 <= self.ema < 1.0, f"--ema must be a decay in [0, 1), 0 = off (got {self.ema:g}); 0.999 is usual")
         _check(self.epochs >= 0 and self.max_steps >= 0 and self.minutes >= 0, "budgets must not be negative")
         _check(self.eval_every >= 1 and self.log_every >= 1, "--eval-every and --log-every must be at least 1")
         _check(self.eval_chars >= 0, "--eval-chars must be 0 (the whole split) or positive")

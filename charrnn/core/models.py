@@ -25,10 +25,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from charrnn.core.config import ModelConfig
+from charrnn.core.regularise import TORCH_LAYERS, drop_characters, drop_sequence
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
-_TORCH_CORES = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 _CELLS = {"rnn": torch.rnn_tanh_cell, "gru": torch.gru_cell, "lstm": torch.lstm_cell}  # same layout, one step
 
 
@@ -44,18 +44,22 @@ def resolve_impl(model: str, impl: str, device: torch.device | str) -> str:
 def make_core(cfg: ModelConfig, input_size: int) -> nn.Module:
     """The recurrent stack, batch-first, with torch's parameter layout whatever the implementation.
     An unresolved 'auto' builds torch's module (see resolve_impl, which needs the device)."""
-    kwargs = dict(num_layers=cfg.layers, dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+    dropout = cfg.dropout if cfg.layers > 1 else 0.0
     if cfg.impl == "scratch":
         from charrnn.core.scratch import SCRATCH_LAYERS
 
-        return SCRATCH_LAYERS[cfg.model](input_size, cfg.hidden, **kwargs)
-    if cfg.model == "rnn":
-        kwargs["nonlinearity"] = "tanh"
-    return _TORCH_CORES[cfg.model](input_size, cfg.hidden, batch_first=True, **kwargs)
+        return SCRATCH_LAYERS[cfg.model](input_size, cfg.hidden, num_layers=cfg.layers, dropout=dropout,
+                                         dropout_kind=cfg.dropout_kind, weight_drop=cfg.weight_drop)
+    # torch's module with its parameters, and weight drop / locked dropout between layers when training
+    core = TORCH_LAYERS[cfg.model](input_size, cfg.hidden, num_layers=cfg.layers, dropout=dropout, batch_first=True)
+    core.dropout_kind, core.weight_drop = cfg.dropout_kind, cfg.weight_drop
+    return core
 
 
 class CharRNN(nn.Module):
-    """Characters -> (one-hot | embedding) -> recurrent stack -> dropout -> linear -> logits."""
+    """Characters -> (one-hot | embedding) [-> embedding dropout] -> recurrent stack [weight drop, dropout
+    between layers] -> dropout -> linear -> logits. The regularisers act in training mode only
+    (`charrnn.core.regularise`); `dropout_kind` says whether dropout masks are per character or per sequence."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -64,7 +68,6 @@ class CharRNN(nn.Module):
         self.vocab_size = cfg.vocab_size
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed) if cfg.embed > 0 else None
         self.rnn = make_core(cfg, cfg.embed if cfg.embed > 0 else cfg.vocab_size)
-        self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
         if cfg.init_std > 0:  # d2l's from-scratch init: small Gaussian weights, zero biases
             with torch.no_grad():
@@ -82,16 +85,22 @@ class CharRNN(nn.Module):
             return (h, torch.zeros_like(h))
         return h
 
-    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """x: (B, T) character ids -> logits (B, T, V) and the state after the last step."""
+    def forward(self, x: torch.Tensor, state: State | None = None, outputs: bool = False):
+        """x: (B, T) character ids -> logits (B, T, V) and the state after the last step; with outputs=True
+        also the last layer's outputs (B, T, H) before and after dropout (for AR/TAR)."""
+        cfg = self.config
         if state is None:
             state = self.begin_state(x.shape[0], x.device)
         if self.embedding is not None:
             inp = self.embedding(x)  # (B, T, E)
         else:
             inp = F.one_hot(x.long(), self.vocab_size).to(self.head.weight.dtype)  # (B, T, V)
+        if self.training and cfg.embed_dropout > 0:
+            inp = drop_characters(inp, x, cfg.embed_dropout, self.vocab_size)
         out, state = self.rnn(inp, state)  # (B, T, H)
-        return self.head(self.drop(out)), state
+        dropped = drop_sequence(out, cfg.dropout, cfg.dropout_kind, self.training)
+        logits = self.head(dropped)
+        return (logits, state, (out, dropped)) if outputs else (logits, state)
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """Inference, one character per sequence: x (N,) ids -> logits (N, V) and the new state.

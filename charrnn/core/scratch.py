@@ -41,6 +41,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from charrnn.core.regularise import RecurrentMasks, draw_masks
+
 Tensor = torch.Tensor
 
 
@@ -303,31 +305,44 @@ BACKWARD = {"rnn": rnn_backward, "gru": gru_backward, "lstm": lstm_backward}  # 
 class ScratchLayer(torch.autograd.Function):
     """One recurrent layer over a whole sequence, backward by the hand-written BPTT in `BACKWARD`.
 
-    apply(kind, x, W_ih, W_hh, b_ih, b_hh, h0[, c0]) -> (out, hT[, cT]); x (T, B, I) time-major.
+    apply(kind, x, W_ih, W_hh, b_ih, b_hh, x_mask, w_mask, h0[, c0]) -> (out, hT[, cT]); x (T, B, I)
+    time-major. The masks (None, or fixed tensors from `charrnn.core.regularise.draw_masks`) are part of
+    the function: x_mask (B, I) multiplies the input at every step (locked dropout), w_mask (G*H, H)
+    multiplies W_hh (weight drop). Their backward is written here too: dx and dW_hh are multiplied by
+    the same masks on the way back.
     """
 
     @staticmethod
-    def forward(ctx, kind, x, W_ih, W_hh, b_ih, b_hh, *state0):
+    def forward(ctx, kind, x, W_ih, W_hh, b_ih, b_hh, x_mask, w_mask, *state0):
         # Under autocast the buffers, states and gradients stay in the parameters' dtype (the cell
         # functions write into preallocated buffers); under bf16 autocast the matmuls run in bf16.
         dtype, device = W_ih.dtype, x.device.type
         lowp = _autocast_lowp(kind, device, hidden=W_hh.shape[1])
         x, state0 = x.to(dtype).contiguous(), [s.to(dtype) for s in state0]
+        if x_mask is not None:
+            x = x * x_mask  # (T, B, I) * (B, I): the same units of every sequence at every step
+        if w_mask is not None:
+            W_hh = W_hh * w_mask  # one dropped W_hh for the whole batch; the cache keeps this one
         with torch.autocast(device, enabled=False):
             out, *rest = FORWARD[kind](x, *state0, W_ih, W_hh, b_ih, b_hh, lowp=lowp)
         *stateT, cache = rest
-        ctx.kind, ctx.lowp = kind, lowp
+        ctx.kind, ctx.lowp, ctx.masks = kind, lowp, (x_mask, w_mask)
         ctx.save_for_backward(*cache)
         return (out, *stateT)
 
     @staticmethod
     def backward(ctx, dout, *dstateT):
         n = STATES[ctx.kind]
+        x_mask, w_mask = ctx.masks
         with torch.autocast(dout.device.type, enabled=False):
             grads = BACKWARD[ctx.kind](dout.contiguous(), *dstateT, ctx.saved_tensors, need_dx=ctx.needs_input_grad[1],
                                        lowp=ctx.lowp)
-        dx, dstate0, dW = grads[0], grads[1 : 1 + n], grads[1 + n :]
-        return (None, dx, *dW, *dstate0)
+        dx, dstate0, (dW_ih, dW_hh, *db) = grads[0], grads[1 : 1 + n], grads[1 + n :]
+        if dx is not None and x_mask is not None:
+            dx = dx * x_mask  # d(x * m)/dx = m
+        if w_mask is not None:
+            dW_hh = dW_hh * w_mask  # d(W * M)/dW = M
+        return (None, dx, dW_ih, dW_hh, *db, None, None, *dstate0)
 
 
 class ScratchRecurrent(nn.Module):
@@ -335,10 +350,11 @@ class ScratchRecurrent(nn.Module):
 
     kind = "rnn"
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
+                 dropout_kind: str = "elementwise", weight_drop: float = 0.0):
         super().__init__()
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.dropout = float(dropout)
+        self.dropout, self.dropout_kind, self.weight_drop = float(dropout), dropout_kind, float(weight_drop)
         self.batch_first = True
         G = GATES[self.kind]
         for k in range(num_layers):
@@ -361,8 +377,9 @@ class ScratchRecurrent(nn.Module):
     def layer_parameters(self, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return tuple(getattr(self, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
-    def forward(self, input: Tensor, hx=None):
-        """input (B, T, I), hx (L, B, H) or for the LSTM (h, c) -> out (B, T, H), state like hx."""
+    def forward(self, input: Tensor, hx=None, masks: RecurrentMasks | None = None):
+        """input (B, T, I), hx (L, B, H) or for the LSTM (h, c) -> out (B, T, H), state like hx. While
+        training, weight drop and locked dropout use `masks`, or masks drawn now (`draw_masks`)."""
         B = input.shape[0]
         L, H = self.num_layers, self.hidden_size
         if hx is None:
@@ -373,12 +390,16 @@ class ScratchRecurrent(nn.Module):
             raise ValueError(f"scratch {self.kind}: expected state of {STATES[self.kind]} tensor(s) of shape "
                              f"{(L, B, H)}, got {[tuple(s.shape) for s in states]}")
         x = input.transpose(0, 1)  # (T, B, I): time-major inside, one transpose each way
+        masks = masks or draw_masks(self, B, self.weight_hh_l0)
+        x_masks, w_masks = (masks.inputs, masks.weights) if masks else ([None] * L, [None] * L)
         finals = []
         for k in range(L):
-            out, *stateT = ScratchLayer.apply(self.kind, x, *self.layer_parameters(k), *(s[k] for s in states))
+            out, *stateT = ScratchLayer.apply(self.kind, x, *self.layer_parameters(k), x_masks[k], w_masks[k],
+                                              *(s[k] for s in states))
             finals.append(stateT)
             x = out
-            if k < L - 1 and self.training and self.dropout > 0:
+            locked = k + 1 < L and x_masks[k + 1] is not None  # the next layer applies its own mask
+            if k < L - 1 and self.training and self.dropout > 0 and not locked:
                 x = F.dropout(x, self.dropout, training=True)  # between layers, not after the last
         out = x.transpose(0, 1).contiguous()  # (B, T, H)
         stacked = [torch.stack(s) for s in zip(*finals)]  # (L, B, H) each
@@ -386,7 +407,8 @@ class ScratchRecurrent(nn.Module):
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, batch_first=True"
-        return s + (f", dropout={self.dropout}" if self.dropout else "")
+        s += f", dropout={self.dropout}" + (" (locked)" if self.dropout_kind == "locked" else "") if self.dropout else ""
+        return s + (f", weight_drop={self.weight_drop}" if self.weight_drop else "")
 
 
 class ScratchRNN(ScratchRecurrent):

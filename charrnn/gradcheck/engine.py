@@ -5,12 +5,14 @@
     for row in report.rows: ...         # GradcheckRow(model, tensor, method, max_abs, max_rel, ...)
     report.to_json()
 
-For each cell a small CharRNN (impl="scratch", float64, dropout off) gets a random non-zero initial
+For each cell a small CharRNN (impl="scratch", float64) gets a random non-zero initial
 state, random targets and a loss that touches every output with a random weight:
 
     loss = CE_sum(head(out), targets) + sum(h_n * R_h) [+ sum(c_n * R_c)]
 
-so that the gradients reaching out, h_n and c_n are all non-zero and distinct. The hand-written
+so that the gradients reaching out, h_n and c_n are all non-zero and distinct. With --weight-drop or
+--dropout the masks of one training step (DropConnect on W_hh, locked dropout between layers) are drawn
+once and are part of the checked function, in the scratch layers and the reference alike. The hand-written
 gradient of every recurrent parameter, of h0 (and c0), and of the input of the stack (the one-hot
 floats, or the embedding table) is then compared with
 
@@ -40,6 +42,7 @@ import torch.nn.functional as F
 from charrnn.core.config import MODELS, ModelConfig
 from charrnn.core.errors import CharRNNError
 from charrnn.core.models import CharRNN
+from charrnn.core.regularise import draw_masks
 
 REL_FLOOR = 1e-6
 # method -> (abs_tol, rel_tol). Central differences in float64 with eps 1e-6 leave a truncation error
@@ -65,6 +68,8 @@ class GradcheckOptions:
     seq_len: int = 4
     vocab: int = 6
     embed: int = 0  # 0 = one-hot input (checked as "input"); N = embedding (checked as "embedding.weight")
+    weight_drop: float = 0.0  # a fixed DropConnect mask on every W_hh, part of the checked function
+    dropout: float = 0.0  # a fixed locked-dropout mask (B, H) on the input of layers 1..L-1, likewise
     seed: int = 0
     samples: int | None = None  # finite differences per tensor: None = auto (AUTO_ALL/AUTO_SAMPLES), 0 = all
     eps: float = 1e-6
@@ -77,6 +82,8 @@ class GradcheckOptions:
                 raise CharRNNError(f"--{name.replace('_', '-')} must be at least 1")
         if self.embed < 0:
             raise CharRNNError("--embed must be 0 (one-hot) or a positive width")
+        if not (0.0 <= self.weight_drop < 1.0 and 0.0 <= self.dropout < 1.0):
+            raise CharRNNError("--weight-drop and --dropout must be in [0, 1)")
         check_fd_options(self.samples, self.eps)
 
     @property
@@ -177,8 +184,9 @@ class LoopRNN(nn.Module):
             self.register_parameter(name, p)
         self.kind, self.hidden_size, self.num_layers, self.dropout = kind, hidden_size, num_layers, dropout
 
-    def forward(self, input, hx=None):
-        """input (B, T, I), hx (L, B, H) or (h, c) -> out (B, T, H), state like hx."""
+    def forward(self, input, hx=None, masks=None):
+        """input (B, T, I), hx (L, B, H) or (h, c) -> out (B, T, H), state like hx; `masks` (a
+        charrnn.core.regularise.RecurrentMasks) multiply layer k's input at every step and its W_hh."""
         B, T, _ = input.shape
         if hx is None:
             z = input.new_zeros(self.num_layers, B, self.hidden_size)
@@ -187,6 +195,10 @@ class LoopRNN(nn.Module):
         finals = []
         for k in range(self.num_layers):
             W = [getattr(self, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            if masks is not None and masks.weights[k] is not None:
+                W[1] = W[1] * masks.weights[k]  # DropConnect: the dropped matrix is the one used
+            if masks is not None and masks.inputs[k] is not None:
+                x = [h * masks.inputs[k] for h in x]  # locked: one (B, I) mask for every step
             state = (hx[0][k], hx[1][k]) if self.kind == "lstm" else hx[k]
             outs = []
             for t in range(T):
@@ -225,8 +237,12 @@ class _Problem:
     def __init__(self, kind: str, opts: GradcheckOptions, gen: torch.Generator):
         L, B, T, H, V, E = opts.layers, opts.batch, opts.seq_len, opts.hidden, opts.vocab, opts.embed
         self.kind = kind
-        cfg = ModelConfig(model=kind, impl="scratch", vocab_size=V, hidden=H, layers=L, embed=E)
-        self.model = CharRNN(cfg).double().eval()
+        cfg = ModelConfig(model=kind, impl="scratch", vocab_size=V, hidden=H, layers=L, embed=E, dropout=opts.dropout,
+                          dropout_kind="locked", weight_drop=opts.weight_drop)
+        self.model = CharRNN(cfg).double().train()
+        # the masks of one training step, drawn once and then part of the checked function
+        self.masks = draw_masks(self.model.rnn, B, self.model.rnn.weight_hh_l0)
+        self.model.eval()
         x = torch.randint(0, V, (B, T), generator=gen)
         self.targets = torch.randint(0, V, (B, T), generator=gen)
         self.onehot = None if E else F.one_hot(x, V).double().requires_grad_()  # (B, T, V)
@@ -252,7 +268,7 @@ class _Problem:
     def loss(self, core: nn.Module) -> torch.Tensor:
         inp = self.onehot if self.onehot is not None else self.model.embedding(self.x)
         state = tuple(self.state0) if self.kind == "lstm" else self.state0[0]
-        out, stateT = core(inp, state)  # (B, T, H)
+        out, stateT = core(inp, state, masks=self.masks)  # (B, T, H)
         logits = self.model.head(out)  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1), self.targets.flatten(), reduction="sum")
         for s, r in zip(stateT if self.kind == "lstm" else (stateT,), self.R):
@@ -358,6 +374,7 @@ def options_from_checkpoint(path: str, **overrides) -> GradcheckOptions:
     from charrnn.core.checkpoint import load  # lazy: only this path needs the loader
 
     cfg = load(path).model_config  # configs only: the weights are not needed to check the gradients
-    opts = dict(model=cfg.model, layers=cfg.layers, hidden=cfg.hidden, embed=cfg.embed, vocab=cfg.vocab_size)
+    opts = dict(model=cfg.model, layers=cfg.layers, hidden=cfg.hidden, embed=cfg.embed, vocab=cfg.vocab_size,
+                weight_drop=cfg.weight_drop, dropout=cfg.dropout if cfg.dropout_kind == "locked" else 0.0)
     opts.update({k: v for k, v in overrides.items() if v is not None})
     return GradcheckOptions(**opts)

@@ -37,6 +37,8 @@ from charrnn.data.batches import Batches
 from charrnn.data.dataset import Corpus
 from charrnn.training.evaluate import LossReport
 from charrnn.core.models import CharRNN, detach_state
+from charrnn.core.regularise import ar_tar
+from charrnn.training.ema import WeightAverage
 from charrnn.training.optim import lr_at
 from charrnn.training.runstate import Budget, RunState
 
@@ -82,6 +84,7 @@ class Trainer:
     synced: dict = field(default_factory=dict)  # rank 0's progress / clock / stop, under DDP
     steps_per_epoch: int = 0  # of the epoch the session started in: what fractional epochs count in
     params: list = field(default_factory=list)  # the trained parameters, for clipping
+    ema: WeightAverage | None = None  # --ema: the average that evaluation, checkpoints and samples use
 
     def __post_init__(self):
         self.t_log = self.t_start
@@ -142,14 +145,19 @@ class _Stop(Exception):
     """Raised at a step boundary after Ctrl-C or SIGTERM asked the run to stop."""
 
 
-def train_step(fwd, optimizer, params, x, y, state, clip: float, autocast) -> tuple[torch.Tensor, float, Any]:
+def train_step(fwd, optimizer, params, x, y, state, clip: float, autocast,
+               ar: float = 0.0, tar: float = 0.0) -> tuple[torch.Tensor, float, Any]:
     """One optimizer step on a batch x, y (B, T) from `state`; returns (mean NLL per character,
-    gradient norm before clipping, final state with its graph)."""
+    gradient norm before clipping, final state with its graph). With `ar`/`tar` the gradient is of the
+    NLL plus AWD-LSTM's activation penalties (`regularise.ar_tar`); the loss returned is the NLL alone."""
     with autocast:
-        logits, state = fwd(x, state)  # (B, T, V)
+        if ar or tar:
+            logits, state, (raw, dropped) = fwd(x, state, outputs=True)  # (B, T, V); (B, T, H) twice
+        else:
+            logits, state = fwd(x, state)  # (B, T, V)
     loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())  # mean NLL per character
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss + ar_tar(raw, dropped, ar, tar) if ar or tar else loss).backward()
     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
     optimizer.step()
     return loss, grad_norm, state
@@ -191,7 +199,9 @@ def _step(tr: Trainer, plan: dict, stop: dict) -> None:
     for group in tr.optimizer.param_groups:
         group["lr"] = lr_at(tr.cfg, run.step, tr.progress())
     clip = tr.cfg.clip if tr.cfg.clip > 0 else float("inf")
-    loss, gn, state = train_step(tr.fwd, tr.optimizer, tr.params, x, y, state, clip, tr.autocast)
+    loss, gn, state = train_step(tr.fwd, tr.optimizer, tr.params, x, y, state, clip, tr.autocast, tr.cfg.ar, tr.cfg.tar)
+    if tr.ema is not None:
+        tr.ema.update(run.step + 1)
     run.carried = state if policy == "carry" else None
     run.step, run.batch = run.step + 1, run.batch + 1
     if tr.ddp:  # one all-reduce: the global batch's loss, rank 0's progress and clock, anyone's Ctrl-C

@@ -22,6 +22,7 @@ import torch
 from charrnn.core.config import to_dict
 from charrnn.core.checkpoint import save_checkpoint
 from charrnn.core.errors import write_failed
+from charrnn.training.ema import averaged, weights_label
 from charrnn.training.evaluate import LossReport, evaluate_ids
 from charrnn.data.batches import trained_horizon
 from charrnn.training.loop import REPORTED, Event, Trainer
@@ -187,6 +188,12 @@ class Evaluation:
         val, chunk = tr.corpus.val, max(tr.cfg.seq_len, 128)
         if len(val) < 2:
             return {}
+        with averaged(tr.ema):  # --ema: the average is what is evaluated (and saved, and sampled)
+            return self._score_weights(final, t0)
+
+    def _score_weights(self, final: bool, t0: float) -> dict:
+        tr = self.tr
+        val, chunk = tr.corpus.val, max(tr.cfg.seq_len, 128)
         if self.part_step == tr.run.step and tr.selection is not None:  # the finish after an evaluation step
             part = tr.selection
         else:
@@ -274,7 +281,9 @@ def snapshot(tr: Trainer, carried) -> dict:
         "train_config": to_dict(cfg),
         "corpus": {"name": corpus.name, "path": corpus.path, "as_typed": corpus.as_typed, "train_chars": len(corpus.train),
                    "val_chars": len(corpus.val), "test_chars": len(corpus.test)},
-        "model": tr.model.state_dict(),
+        "model": tr.ema.state_dict() if tr.ema else tr.model.state_dict(),  # what sample, eval, serve... load
+        "weights": weights_label(cfg.ema),
+        "trained_model": tr.model.state_dict() if tr.ema else None,  # with --ema: what --resume trains on
         "optimizer": tr.optimizer.state_dict(),
         "schedule": {"kind": cfg.schedule, "lr": tr.optimizer.param_groups[0]["lr"]},
         "rng": {"torch": torch.get_rng_state(),
@@ -313,7 +322,8 @@ class Samples:
         first = self.evals == 1 and self.tr.budget.seconds
         if cfg.sample_every and (self.evals % cfg.sample_every == 0 or first) and cfg.sample_length > 0:
             g = torch.Generator().manual_seed(cfg.seed)
-            text = sample_text(self.tr.model, self.tr.corpus.vocab, self.prefix, cfg.sample_length, generator=g)
+            with averaged(self.tr.ema):
+                text = sample_text(self.tr.model, self.tr.corpus.vocab, self.prefix, cfg.sample_length, generator=g)
             self.tr.publish("sample", {"step": self.tr.run.step, "prefix": self.prefix, "text": text})
 
 

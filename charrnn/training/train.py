@@ -53,6 +53,7 @@ from charrnn.data.dataset import prepare_corpus
 from charrnn.core.device import resolve_device  # noqa: F401  (re-exported: older callers import it from here)
 from charrnn.core.errors import CharRNNError
 from charrnn.generate.sample import prepare_prefix
+from charrnn.training.ema import WeightAverage
 from charrnn.training.evaluate import LossReport, perplexity
 from charrnn.training.loop import Event, Trainer, run_loop
 from charrnn.core.models import CharRNN, count_parameters, resolve_impl
@@ -220,13 +221,24 @@ def _trainer(mcfg, cfg, ck, corpus, batches, model, device, run_dir, ddp, t0: fl
             torch.cuda.set_rng_state(ck.raw["rng"]["cuda"])
     if ddp and ddp.rank:  # dropout masks differ between ranks (weights and data do not)
         torch.manual_seed(cfg.seed + 7919 * ddp.rank + run.step)
+    ema = _weight_average(cfg, ck, model)
     fwd = ddp.wrap(model) if ddp else model  # DDP averages the gradients over ranks in backward
     fwd = torch.compile(fwd) if cfg.compile else fwd
     budget = Budget.of(cfg, batches.epoch(run.epoch)["num_batches"])
     tr = Trainer(cfg, mcfg, corpus, model, fwd, optimizer, batches, budget, run, run_dir, device, ddp,
-                 autocast=_autocast(cfg, device), t_start=t0)
+                 autocast=_autocast(cfg, device), t_start=t0, ema=ema)
     tr.t_log = time.perf_counter()  # throughput counts training only, not the set-up
     return tr
+
+
+def _weight_average(cfg: TrainConfig, ck, model: CharRNN) -> WeightAverage | None:
+    """--ema's average, starting from the model's weights; on resume the checkpoint's "model" is the
+    average (already in `model`) and its "trained_model" the weights training continues from."""
+    trained = ck.raw.get("trained_model") if ck is not None else None
+    ema = WeightAverage(model, cfg.ema) if cfg.ema else None  # a copy of what the model holds now
+    if trained is not None:
+        model.load_state_dict(trained)
+    return ema
 
 
 def _start_data(tr: Trainer, resumed: bool) -> dict[str, Any]:
