@@ -56,7 +56,8 @@ CANDIDATES = [
     ("68s minGRU 2x256", "shakespeare-68s", ["--hidden", "256", "--layers", "2"], HERE / "mingru.py"),
     ("5min as shipped", "shakespeare-5min", [], None),
     ("5min fp32 (--no-amp)", "shakespeare-5min", ["--no-amp"], None),
-    ("5min before: 384, d 0.1", "shakespeare-5min", ["--no-amp", "--hidden", "384", "--dropout", "0.1"], None),
+    ("5min before: 384, d 0.1", "shakespeare-5min", ["--no-amp", "--hidden", "384", "--dropout", "0.1",
+                                                     "--dropout-kind", "elementwise"], None),
 ]
 QUICK_CANDIDATES = CANDIDATES[:2]
 # the regularisers of issue 25, each alone on top of the preset as shipped, then together (--set levers)
@@ -64,17 +65,18 @@ _LOCKED = ["--dropout-kind", "locked"]
 LEVERS = [
     ("68s as shipped", "shakespeare-68s", [], None),
     ("68s locked dropout 0.1", "shakespeare-68s", ["--dropout", "0.1", *_LOCKED], None),
-    ("68s elementwise 0.1", "shakespeare-68s", ["--dropout", "0.1"], None),
+    ("68s elementwise 0.1", "shakespeare-68s", ["--dropout", "0.1", "--dropout-kind", "elementwise"], None),
     ("68s weight drop 0.1", "shakespeare-68s", ["--weight-drop", "0.1"], None),
     ("68s embed dropout 0.05", "shakespeare-68s", ["--embed-dropout", "0.05"], None),
     ("68s AR 1, TAR 1", "shakespeare-68s", ["--ar", "1", "--tar", "1"], None),
     ("68s EMA 0.99", "shakespeare-68s", ["--ema", "0.99"], None),
-    ("5min as shipped", "shakespeare-5min", [], None),
-    ("5min locked 0.25", "shakespeare-5min", _LOCKED, None),
+    ("5min as shipped", "shakespeare-5min", [], None),  # dropout 0.25, locked (elementwise before issue 25)
+    ("5min elementwise 0.25", "shakespeare-5min", ["--dropout-kind", "elementwise"], None),
     ("5min weight drop 0.2", "shakespeare-5min", ["--weight-drop", "0.2"], None),
     ("5min embed dropout 0.1", "shakespeare-5min", ["--embed-dropout", "0.1"], None),
     ("5min AR 2, TAR 1", "shakespeare-5min", ["--ar", "2", "--tar", "1"], None),
     ("5min EMA 0.995", "shakespeare-5min", ["--ema", "0.995"], None),
+    ("5min locked + EMA 0.995", "shakespeare-5min", [*_LOCKED, "--ema", "0.995"], None),
 ]
 SETS = {"engines": CANDIDATES, "levers": LEVERS}
 

@@ -20,12 +20,13 @@ The package is an engine with a thin command-line interface on top (`charrnn.cli
 order data flows through them (each imports only from the ones above it in this list):
 
     core/       the ground floor: errors, config (ModelConfig / TrainConfig), device, vocab (text -> ids),
-                models (CharRNN), scratch (hand-written BPTT layers), checkpoint (the one loader), userfile,
+                models (CharRNN), regularise (masks and penalties inside the network), scratch (hand-written
+                BPTT layers), checkpoint (the one loader), userfile,
                 presets/ (the YAML recipes `train --preset` reads)
     data/       corpora, many-file documents, the encoded-corpus cache, splits and batches, a run's corpus
     generate/   sampling, beam search, stop strings, the interactive session
     training/   run set-up, the loop and its subscribers, run state, optimiser, evaluation, run directory,
-                fine-tuning, DDP, TensorBoard
+                the weight average (--ema), fine-tuning, DDP, TensorBoard
     analysis/   the one subject loader (a checkpoint or a --model-factory model on a text), eval's report,
                 surprisal, horizon, n-gram yardstick, activations, signals, probe, the explore page and its
                 server, curves and pictures

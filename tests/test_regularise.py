@@ -230,3 +230,17 @@ def test_bad_regulariser_values_are_one_line_and_exit_2(tmp_path, args, words):
     corpus = write_corpus(tmp_path, 2000)
     r = cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "run"), *args, code=2)
     assert words in r.output and not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_from_before_dropout_kind_keeps_elementwise_dropout(tmp_path):
+    """The default is now locked; a run saved before the option existed resumes, samples and evaluates
+    as it was trained."""
+    from charrnn.core.checkpoint import load
+
+    corpus = write_corpus(tmp_path, 2000)
+    train(tiny_options(corpus, tmp_path / "run", dropout=0.2, max_steps=2, eval_every=2))
+    raw = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert raw["model_config"]["dropout_kind"] == "locked"
+    del raw["model_config"]["dropout_kind"]
+    torch.save(raw, tmp_path / "old.pt")
+    assert load(tmp_path / "old.pt").model_config.dropout_kind == "elementwise"

@@ -168,7 +168,8 @@ def test_evaluation_scores_with_dropout_off_and_restores_training_mode(periodic)
 
 def test_dropout_before_the_head_is_on_in_training_and_off_in_eval():
     torch.manual_seed(0)
-    cfg_kw = dict(model="lstm", vocab_size=7, hidden=64, layers=1)  # one layer: the head's dropout is the only one
+    # one layer: the head's dropout is the only one; a mask per character, for the count below
+    cfg_kw = dict(model="lstm", vocab_size=7, hidden=64, layers=1, dropout_kind="elementwise")
     from charrnn.core.config import ModelConfig
 
     model = CharRNN(ModelConfig(**cfg_kw, dropout=0.5))

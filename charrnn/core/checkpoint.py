@@ -116,6 +116,7 @@ def load_checkpoint(target: str | Path, prefer: str = "best") -> dict[str, Any]:
 
 def model_config(ckpt: dict[str, Any], **overrides) -> ModelConfig:
     cfg = dict(ckpt["model_config"])
+    cfg.setdefault("dropout_kind", "elementwise")  # saved before --dropout-kind: trained elementwise
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return ModelConfig(**cfg)
