@@ -494,6 +494,8 @@ BUGS = [
         "    pass", "a resumed --ema run trains on from the average instead of its own weights", ("tests/test_regularise.py",), "ema"),
     Bug("ema-swap-not-restored", "charrnn/training/ema.py", "                for p, k in zip(self.params, kept):\n                    p.copy_(k)",
         "                pass", "after an evaluation the model trains on from the averaged weights", ("tests/test_regularise.py",), "ema"),
+    Bug("old-checkpoint-turns-locked", "charrnn/core/checkpoint.py", 'cfg.setdefault("dropout_kind", "elementwise")', "pass",
+        "a run saved before --dropout-kind resumes with locked dropout", ("tests/test_regularise.py",), "before_dropout_kind"),
 ]
 
 
