@@ -118,7 +118,7 @@ BUGS = [
     Bug("eval-chars-padded", "charrnn/training/evaluate.py", "return np.arange(rows)[:, None] * cols, cols, n  #",
         "return np.arange(rows)[:, None] * cols, cols, rows * cols  #", "evaluation divides by padded positions, not characters scored",
         ("tests/test_cli.py", "tests/test_train.py", "tests/test_data.py")),
-    Bug("ddp-grad-summed", "charrnn/training/loop.py", "    loss.backward()",
+    Bug("ddp-grad-summed", "charrnn/training/loop.py", "    (loss + ar_tar(raw, dropped, ar, tar) if ar or tar else loss).backward()",
         "    (loss * (torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)).backward()",
         "under torchrun the gradient is summed over ranks, not averaged", ("tests/test_distributed.py",)),
     # precision
