@@ -44,16 +44,14 @@ def resolve_impl(model: str, impl: str, device: torch.device | str) -> str:
 def make_core(cfg: ModelConfig, input_size: int) -> nn.Module:
     """The recurrent stack, batch-first, with torch's parameter layout whatever the implementation.
     An unresolved 'auto' builds torch's module (see resolve_impl, which needs the device)."""
-    dropout = cfg.dropout if cfg.layers > 1 else 0.0
+    kwargs = dict(num_layers=cfg.layers, dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+                  dropout_kind=cfg.dropout_kind, weight_drop=cfg.weight_drop)
     if cfg.impl == "scratch":
         from charrnn.core.scratch import SCRATCH_LAYERS
 
-        return SCRATCH_LAYERS[cfg.model](input_size, cfg.hidden, num_layers=cfg.layers, dropout=dropout,
-                                         dropout_kind=cfg.dropout_kind, weight_drop=cfg.weight_drop)
-    # torch's module with its parameters, and weight drop / locked dropout between layers when training
-    core = TORCH_LAYERS[cfg.model](input_size, cfg.hidden, num_layers=cfg.layers, dropout=dropout, batch_first=True)
-    core.dropout_kind, core.weight_drop = cfg.dropout_kind, cfg.weight_drop
-    return core
+        return SCRATCH_LAYERS[cfg.model](input_size, cfg.hidden, **kwargs)
+    # torch's module and parameters, plus weight drop / locked dropout between layers while training
+    return TORCH_LAYERS[cfg.model](input_size, cfg.hidden, batch_first=True, **kwargs)
 
 
 class CharRNN(nn.Module):

@@ -102,8 +102,10 @@ class _Regularised:
     dropout between layers while training (`fused_masked`); otherwise torch's own forward."""
 
     kind = "rnn"
-    dropout_kind = "elementwise"
-    weight_drop = 0.0
+
+    def __init__(self, *args, dropout_kind: str = "elementwise", weight_drop: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dropout_kind, self.weight_drop = dropout_kind, float(weight_drop)
 
     def forward(self, input, hx=None, masks: RecurrentMasks | None = None):
         masks = masks or draw_masks(self, input.shape[0], self.weight_hh_l0)

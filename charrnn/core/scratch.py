@@ -398,9 +398,9 @@ class ScratchRecurrent(nn.Module):
                                               *(s[k] for s in states))
             finals.append(stateT)
             x = out
-            locked = k + 1 < L and x_masks[k + 1] is not None  # the next layer applies its own mask
-            if k < L - 1 and self.training and self.dropout > 0 and not locked:
-                x = F.dropout(x, self.dropout, training=True)  # between layers, not after the last
+            # between layers, not after the last; a locked mask is applied by the next layer itself
+            if k < L - 1 and self.training and self.dropout > 0 and x_masks[k + 1] is None:
+                x = F.dropout(x, self.dropout, training=True)
         out = x.transpose(0, 1).contiguous()  # (B, T, H)
         stacked = [torch.stack(s) for s in zip(*finals)]  # (L, B, H) each
         return out, (tuple(stacked) if self.kind == "lstm" else stacked[0])

@@ -170,7 +170,8 @@ class Evaluation:
         everyone = tr.gathered_state()
         if tr.main:  # rank 0 evaluates and saves while the others wait
             data = {"step": run.step, "epoch": tr.epochs_done(), "chars": run.step * tr.tokens_per_step, "time": tr.elapsed()}
-            data.update(self._score(final, t0))
+            with averaged(tr.ema):  # --ema: the average is what is evaluated (and saved, and sampled)
+                data.update(self._score(final, t0))
             # at an epoch's last step this runs before the epoch's bookkeeping: the epoch just completed is epoch_acc
             train_rep = (None if tr.epoch_complete() else tr.last_epoch) or LossReport(run.epoch_acc["nll"], run.epoch_acc["chars"])
             if train_rep.chars:
@@ -188,12 +189,6 @@ class Evaluation:
         val, chunk = tr.corpus.val, max(tr.cfg.seq_len, 128)
         if len(val) < 2:
             return {}
-        with averaged(tr.ema):  # --ema: the average is what is evaluated (and saved, and sampled)
-            return self._score_weights(final, t0)
-
-    def _score_weights(self, final: bool, t0: float) -> dict:
-        tr = self.tr
-        val, chunk = tr.corpus.val, max(tr.cfg.seq_len, 128)
         if self.part_step == tr.run.step and tr.selection is not None:  # the finish after an evaluation step
             part = tr.selection
         else:
